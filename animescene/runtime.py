@@ -1,0 +1,57 @@
+"""Where a run happens: the smoke switch, the device, and the folders the course reads.
+
+Every heavy notebook cell and script asks this module, and only this module, whether it runs in smoke
+mode (``ANIMESCENE_SMOKE=1``, set by the test suite): tiny images, a few steps, random-init VGG.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+SMOKE_ENV = "ANIMESCENE_SMOKE"
+HOME_ENV = "ANIMESCENE_HOME"
+SHARED_ENV = "ANIMESCENE_SHARED_DATA"
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def smoke_mode() -> bool:
+    """True when ``ANIMESCENE_SMOKE`` is set to anything but ``""``, ``0``, ``false`` or ``no``."""
+    return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def pick(full, smoke):
+    """Return ``smoke`` in smoke mode and ``full`` otherwise, e.g. ``steps = pick(2000, 3)``."""
+    return smoke if smoke_mode() else full
+
+
+def default_device() -> torch.device:
+    """The GPU when there is one (CUDA, then Apple MPS), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cache_dir() -> Path:
+    """Folder for downloaded and converted weights: ``$ANIMESCENE_HOME`` or ``~/.cache/animescene``."""
+    home = os.environ.get(HOME_ENV)
+    path = Path(home).expanduser() if home else Path.home() / ".cache" / "animescene"
+    return path
+
+
+def shared_data_dir() -> Path | None:
+    """The course's local data folder (photos, frames, weights), or None where this machine has none.
+
+    ``$ANIMESCENE_SHARED_DATA`` wins; otherwise ``../shared/data`` beside the project checkout.
+    """
+    env = os.environ.get(SHARED_ENV)
+    candidates = [Path(env).expanduser()] if env else [_PROJECT_ROOT.parent / "shared" / "data"]
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return None
