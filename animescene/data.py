@@ -1,0 +1,247 @@
+"""Unpaired photo and cartoon images for training (lesson 06), and plain image folders for evaluation.
+
+White-box Cartoonization learns from two piles of images that show different things: photos and
+cartoon frames. :class:`UnpairedImages` serves one random ``size x size`` crop of each per item. Its
+randomness is a pure function of ``(seed, index)``, never of hidden state, so a trainer that resumes
+at item ``k`` gets exactly the crops it would have had, in any process and with any number of
+``DataLoader`` workers.
+
+How an item is chosen (``n`` = the size of the pool it is drawn from):
+
+- item ``index`` is a face item with probability ``face_ratio`` (both its photo and its cartoon then
+  come from the face folders, as in the reference code, which alternates scenery and face batches);
+- within a pool the item takes position ``index % n`` of that pool's permutation for epoch
+  ``index // n``; each pool (photos, cartoons, face photos, face cartoons) has its own permutations, so
+  the two domains are paired at random and differently in each epoch;
+- the crop position and the horizontal flip come from a generator seeded with ``(seed, index)``.
+
+Indices past ``len(dataset)`` are valid and simply continue into later epochs: feed a trainer's global
+item counter to it, e.g. ``DataLoader(ds, batch_size=16, sampler=range(16 * step, 16 * steps))``.
+
+Unreadable files never stop a run: they are dropped with a warning when the dataset is built, or
+when they fail to decode later, and listed in ``dataset.skipped``.
+"""
+
+from __future__ import annotations
+
+import operator
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from .images import IMAGE_SUFFIXES, ImageReadError, list_images, read_image
+
+# streams of the seeded generators: one per pool's permutations, one for the per-item draws
+_PHOTO, _CARTOON, _FACE_PHOTO, _FACE_CARTOON, _ITEM = range(5)
+_POOL_NAMES = ("photo", "cartoon", "face photo", "face cartoon")
+
+
+class SkippedImageWarning(UserWarning):
+    """An unreadable image was left out of a dataset."""
+
+
+def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a ``(B, C, H, W)`` tensor so that its short side is ``size``, keeping the aspect ratio.
+
+    Shrinking uses area averaging (no aliasing); enlarging uses bilinear interpolation.
+    """
+    height, width = image.shape[-2:]
+    scale = size / min(height, width)
+    new_size = (max(size, round(height * scale)), max(size, round(width * scale)))
+    if new_size == (height, width):
+        return image
+    if scale < 1:
+        return F.interpolate(image, size=new_size, mode="area")
+    return F.interpolate(image, size=new_size, mode="bilinear", align_corners=False)
+
+
+class UnpairedImages(Dataset):
+    """Random crops of unpaired photos and cartoons, reproducible from ``(seed, index)``.
+
+    Args:
+        photo_dirs: folder(s) of (scenery) photos.
+        cartoon_dirs: folder(s) of (scenery) cartoon frames.
+        size: side of the square crops; images with a shorter side are first enlarged to it.
+        face_photo_dirs, face_cartoon_dirs: folders of faces, needed when ``face_ratio > 0``.
+        face_ratio: share of items drawn from the face folders (the thesis mixes 10k scenery and 5k
+            face images per domain, about 1/3).
+        seed: a non-negative integer; with ``index`` it fixes every random choice.
+        flip: flip each crop horizontally with probability 1/2.
+
+    ``dataset[index]`` is ``(photo, cartoon)``, each a ``(3, size, size)`` float32 RGB tensor in
+    ``[-1, 1]``. ``len(dataset)`` is one epoch: the larger of the photo and cartoon pools.
+
+    Attributes:
+        skipped: the unreadable files left out so far. A ``DataLoader`` worker keeps its own copy, so
+            files found broken inside workers are reported by their warnings only.
+
+    Example:
+        >>> ds = UnpairedImages("photos", "cartoons", size=256, seed=0)  # doctest: +SKIP
+        >>> photo, cartoon = ds[123]                                     # same tensors every time
+    """
+
+    def __init__(
+        self,
+        photo_dirs,
+        cartoon_dirs,
+        size: int = 256,
+        *,
+        face_photo_dirs=(),
+        face_cartoon_dirs=(),
+        face_ratio: float = 0.0,
+        seed: int = 0,
+        flip: bool = True,
+    ):
+        if int(size) < 1:
+            raise ValueError(f"size must be a positive number of pixels, got {size}")
+        if not 0.0 <= face_ratio <= 1.0:
+            raise ValueError(f"face_ratio must lie in [0, 1], got {face_ratio}")
+        if int(seed) < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        self.size, self.face_ratio, self.seed, self.flip = int(size), float(face_ratio), int(seed), flip
+        self.skipped: list[Path] = []
+        pools = [(photo_dirs, "photo"), (cartoon_dirs, "cartoon")]
+        if face_ratio > 0:
+            pools += [(face_photo_dirs, "face photo"), (face_cartoon_dirs, "face cartoon")]
+        self._pools = [_scan(dirs, what, self.skipped) for dirs, what in pools]
+        self._broken: set[Path] = set()
+        self._permutations: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def photos(self) -> list[Path]:
+        """The readable scenery photos (face photos excluded)."""
+        return self._pools[_PHOTO]
+
+    @property
+    def cartoons(self) -> list[Path]:
+        """The readable scenery cartoons (face cartoons excluded)."""
+        return self._pools[_CARTOON]
+
+    def __len__(self) -> int:
+        return max(len(self.photos), len(self.cartoons))
+
+    def __getitem__(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+        index = operator.index(index)
+        if index < 0:
+            raise IndexError(f"index must be >= 0 (indices past len() go on into later epochs), got {index}")
+        draws = _generator(self.seed, _ITEM, index).random(7)
+        face = draws[0] < self.face_ratio
+        photo = self._crop(_FACE_PHOTO if face else _PHOTO, index, draws[1:4])
+        cartoon = self._crop(_FACE_CARTOON if face else _CARTOON, index, draws[4:7])
+        return photo, cartoon
+
+    def _crop(self, pool: int, index: int, draws: np.ndarray) -> torch.Tensor:
+        image = self._load(pool, index)
+        if min(image.shape[-2:]) < self.size:
+            image = resize_short_side(image[None], self.size)[0].clamp_(-1, 1)
+        height, width = image.shape[-2:]
+        top = int(draws[0] * (height - self.size + 1))
+        left = int(draws[1] * (width - self.size + 1))
+        crop = image[:, top : top + self.size, left : left + self.size]
+        if self.flip and draws[2] < 0.5:
+            crop = crop.flip(-1)
+        return crop.contiguous()
+
+    def _load(self, pool: int, index: int) -> torch.Tensor:
+        """``(3, H, W)`` image for ``index`` from ``pool``; a file that fails gives way to the next one."""
+        files = self._pools[pool]
+        epoch, position = divmod(index, len(files))
+        order = self._permutation(pool, epoch, len(files))
+        for step in range(len(files)):
+            path = files[order[(position + step) % len(files)]]
+            if path in self._broken:
+                continue
+            try:
+                return read_image(path)[0]
+            except ImageReadError as err:
+                warnings.warn(f"skipped from now on: {err}", SkippedImageWarning, 3)  # err names the file
+                self._broken.add(path)
+                self.skipped.append(path)
+        what = _POOL_NAMES[pool]
+        raise RuntimeError(f"none of the {len(files)} {what} images decodes any more; check the folders")
+
+    def _permutation(self, pool: int, epoch: int, n: int) -> np.ndarray:
+        key = (pool, epoch)
+        if key not in self._permutations:
+            if len(self._permutations) >= 8:  # a cache for the current epochs, not a history
+                self._permutations.clear()
+            self._permutations[key] = _generator(self.seed, pool, epoch).permutation(n)
+        return self._permutations[key]
+
+
+class ImageFolderDataset(Dataset):
+    """The images of one or more folders, in name order, for inference and evaluation.
+
+    Args:
+        dirs: folder(s) of images (unreadable files are left out with a warning, see ``skipped``).
+        size: None serves each image whole (batch size 1 then, as sizes differ); an int resizes the
+            short side to ``size`` and takes the centred ``size x size`` square.
+
+    ``dataset[i]`` is ``(image, path)``: a ``(3, H, W)`` float32 RGB tensor in ``[-1, 1]`` and the
+    file's path as a string (strings batch into lists in a ``DataLoader``).
+    """
+
+    def __init__(self, dirs, size: int | None = None):
+        if size is not None and int(size) < 1:
+            raise ValueError(f"size must be None or a positive number of pixels, got {size}")
+        self.size = size
+        self.skipped: list[Path] = []
+        self.files = _scan(dirs, "image", self.skipped)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        path = self.files[index]
+        image = read_image(path)
+        if self.size is not None:
+            image = resize_short_side(image, self.size).clamp_(-1, 1)
+            height, width = image.shape[-2:]
+            top, left = (height - self.size) // 2, (width - self.size) // 2
+            image = image[:, :, top : top + self.size, left : left + self.size]
+        return image[0].contiguous(), str(path)
+
+
+def _as_dirs(dirs) -> list[Path]:
+    if isinstance(dirs, (str, Path)):
+        return [Path(dirs)]
+    return [Path(d) for d in dirs]
+
+
+def _scan(dirs, what: str, skipped: list[Path]) -> list[Path]:
+    """The readable images of ``dirs``; unreadable ones are warned about and appended to ``skipped``."""
+    from PIL import Image
+
+    folders = _as_dirs(dirs)
+    if not folders:
+        raise ValueError(f"no {what} folder given; pass at least one folder of images")
+    readable = []
+    for folder in folders:
+        files = list_images(folder)
+        if not files:
+            raise ValueError(
+                f"the {what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+                "put images there or leave the folder out"
+            )
+        for path in files:
+            try:
+                # verify() parses the file without decoding the pixels: cheap enough for thousands
+                with Image.open(path) as img:
+                    img.verify()
+            except Exception as err:  # PIL raises many types for broken files; any of them means skip
+                warnings.warn(f"{path}: skipped, not a readable image ({err})", SkippedImageWarning, 3)
+                skipped.append(path)
+                continue
+            readable.append(path)
+    if not readable:
+        raise ValueError(f"none of the {what} images in {', '.join(map(str, folders))} is readable")
+    return readable
+
+
+def _generator(seed: int, stream: int, counter: int) -> np.random.Generator:
+    """An independent generator for each ``(seed, stream, counter)``, the same in every process."""
+    return np.random.default_rng(np.random.SeedSequence([seed, stream, counter]))
