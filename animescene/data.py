@@ -199,10 +199,7 @@ class ImageFolderDataset(Dataset):
         path = self.files[index]
         image = read_image(path)
         if self.size is not None:
-            image = resize_short_side(image, self.size).clamp_(-1, 1)
-            height, width = image.shape[-2:]
-            top, left = (height - self.size) // 2, (width - self.size) // 2
-            image = image[:, :, top : top + self.size, left : left + self.size]
+            image = _centre_square(resize_short_side(image, self.size).clamp_(-1, 1), self.size)
         return image[0].contiguous(), str(path)
 
 
@@ -245,3 +242,40 @@ def _scan(dirs, what: str, skipped: list[Path]) -> list[Path]:
 def _generator(seed: int, stream: int, counter: int) -> np.random.Generator:
     """An independent generator for each ``(seed, stream, counter)``, the same in every process."""
     return np.random.default_rng(np.random.SeedSequence([seed, stream, counter]))
+
+
+# Real photos the lessons show: the Kodak set from the course's data folder, else scikit-image's.
+_KODAK_EXAMPLES = ("kodim23.png", "kodim03.png", "kodim05.png", "kodim15.png", "kodim21.png", "kodim08.png")
+_SKIMAGE_EXAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
+
+
+def example_photos(count: int = 4, size: int = 256) -> tuple[torch.Tensor, list[str]]:
+    """``count`` real photos as a ``(count, 3, size, size)`` batch in [-1, 1], and their names.
+
+    Kodak PhotoCD images from ``shared_data_dir()/photos/kodak24`` when the course's data folder is
+    there, scikit-image's sample photos otherwise (both ship with permissive terms).
+    """
+    from .runtime import shared_data_dir
+
+    if not 1 <= count <= len(_KODAK_EXAMPLES):
+        raise ValueError(f"count must be between 1 and {len(_KODAK_EXAMPLES)}, got {count}")
+    shared = shared_data_dir()
+    kodak = shared / "photos" / "kodak24" if shared is not None else None
+    if kodak is not None and all((kodak / name).is_file() for name in _KODAK_EXAMPLES[:count]):
+        names = list(_KODAK_EXAMPLES[:count])
+        images = [read_image(kodak / name) for name in names]
+    else:
+        import skimage.data
+
+        from .images import to_tensor
+
+        names = list(_SKIMAGE_EXAMPLES[:count])
+        images = [to_tensor(getattr(skimage.data, name)()) for name in names]
+    squares = [_centre_square(resize_short_side(image, size).clamp_(-1, 1), size) for image in images]
+    return torch.cat(squares), names
+
+
+def _centre_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    height, width = image.shape[-2:]
+    top, left = (height - size) // 2, (width - size) // 2
+    return image[:, :, top : top + size, left : left + size]

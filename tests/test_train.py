@@ -1,0 +1,124 @@
+"""The trainer: exact resume, checkpoints, logs, guards, and that training moves towards cartoons."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from animescene.train import TrainConfig, Trainer, TrainingDiverged
+
+
+@pytest.fixture(scope="module")
+def demo_set(tmp_path_factory):
+    from data_scripts.make_demo_set import make_demo_set
+
+    out = tmp_path_factory.mktemp("demo")
+    make_demo_set(out, short_side=96, use_shared=False)
+    return out
+
+
+def _config(demo_set, out_dir, **overrides):
+    values = dict(
+        photo_dirs=[str(demo_set / "photos")],
+        cartoon_dirs=[str(demo_set / "cartoons")],
+        size=32, batch_size=2, pretrain_steps=2, steps=4, num_workers=0, structure_workers=0,
+        segments=20, vgg_weights=None, vgg_layer="conv2_2", channels=8, num_blocks=1,
+        out_dir=str(out_dir), log_every=2, sample_every=3, checkpoint_every=3, keep_checkpoints=2, device="cpu",
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _assert_same_state(a: dict, b: dict, path=""):
+    assert a.keys() == b.keys(), path
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, dict):
+            _assert_same_state(x, y, f"{path}.{key}")
+        elif isinstance(x, torch.Tensor):
+            assert torch.equal(x, y), f"{path}.{key} differs"
+        elif isinstance(x, (list, tuple)) and x and isinstance(x[0], (dict, torch.Tensor)):
+            for i, (u, v) in enumerate(zip(x, y)):
+                _assert_same_state({i: u}, {i: v}, f"{path}.{key}")
+        else:
+            assert x == y, f"{path}.{key}: {x} != {y}"
+
+
+def test_killed_and_resumed_run_is_bit_identical(demo_set, tmp_path):
+    straight = Trainer(_config(demo_set, tmp_path / "straight"))
+    straight.fit()
+    interrupted = Trainer(_config(demo_set, tmp_path / "interrupted"))
+    interrupted.fit(max_steps=3)  # stops mid-adversarial phase with a structure target pending
+    del interrupted  # "killed": nothing of it survives but its checkpoint folder
+    resumed = Trainer.resume(tmp_path / "interrupted")
+    assert resumed.step == 3 and resumed.pending_structure is not None
+    resumed.fit()
+    assert resumed.step == straight.step == 6
+    a, b = straight.state_dict(), resumed.state_dict()
+    for state in (a, b):
+        state.pop("config")
+    _assert_same_state(a, b)
+
+
+def test_checkpoints_are_complete_and_only_the_last_k_kept(demo_set, tmp_path):
+    trainer = Trainer(_config(demo_set, tmp_path, steps=7, checkpoint_every=2))
+    trainer.fit()
+    folders = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert folders == ["step_0000008", "step_0000009"]
+    for name in ("models.pt", "optimizers.pt", "state.pt", "config.json"):
+        assert (tmp_path / "checkpoints" / "step_0000009" / name).is_file()
+    models = torch.load(tmp_path / "checkpoints" / "step_0000009" / "models.pt", weights_only=True)
+    assert models["config"]["steps"] == 7 and models["generator_config"]["channels"] == 8
+    assert json.loads((tmp_path / "checkpoints" / "step_0000009" / "config.json").read_text())["size"] == 32
+
+
+def test_metrics_log_and_sample_grids(demo_set, tmp_path):
+    Trainer(_config(demo_set, tmp_path)).fit()
+    with (tmp_path / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6]
+    assert rows[0]["recon"] and not rows[0]["g_total"]
+    for name in ("g_total", "tv", "surface", "structure", "texture", "content", "d_total"):
+        assert np.isfinite(float(rows[-1][name])), name
+    assert 0.0 <= float(rows[-1]["structure_wait"]) <= 1.0
+    samples = sorted((tmp_path / "samples").glob("*.png"))
+    assert [p.name for p in samples] == ["step_0000003.png", "step_0000006.png"]
+
+
+def test_config_round_trips_through_yaml_and_json(tmp_path):
+    import yaml
+
+    config = TrainConfig(photo_dirs=["a"], cartoon_dirs=["b"], steps=10, betas={"tv": 1.0})
+    assert config.betas["content"] == 200.0
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    (tmp_path / "c.json").write_text(json.dumps(config.to_dict()))
+    assert TrainConfig.from_file(tmp_path / "c.yaml") == config == TrainConfig.from_file(tmp_path / "c.json")
+    (tmp_path / "bad.yaml").write_text("stepz: 3\n")
+    with pytest.raises(ValueError, match="stepz"):
+        TrainConfig.from_file(tmp_path / "bad.yaml")
+    with pytest.raises(TypeError):
+        TrainConfig.from_dict({"betas": {"colour": 1.0}})
+
+
+def test_non_finite_loss_stops_with_a_clear_message(demo_set, tmp_path, monkeypatch):
+    trainer = Trainer(_config(demo_set, tmp_path, pretrain_steps=1))
+    monkeypatch.setattr("animescene.train.F.l1_loss", lambda a, b: torch.tensor(float("nan")))
+    with pytest.raises(TrainingDiverged, match="non-finite.*lower learning rate"):
+        trainer.fit()
+
+
+def test_real_run_refuses_a_random_vgg(demo_set, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANIMESCENE_SMOKE", "0")
+    with pytest.raises(ValueError, match="data_scripts.download vgg16-hed"):
+        Trainer(_config(demo_set, tmp_path, vgg_weights=None))
+
+
+def test_structure_workers_give_the_same_training(demo_set, tmp_path):
+    in_process = Trainer(_config(demo_set, tmp_path / "a", steps=2))
+    in_process.fit()
+    pooled = Trainer(_config(demo_set, tmp_path / "b", steps=2, structure_workers=2))
+    pooled.fit()
+    for key, value in in_process.generator.state_dict().items():
+        assert torch.equal(value, pooled.generator.state_dict()[key]), key
