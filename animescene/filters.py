@@ -18,8 +18,6 @@ representation, and ``guided_filter(x, G(x), r=1, eps=5e-3)`` cleans the generat
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
@@ -167,7 +165,7 @@ def _box_mean(x: torch.Tensor, r: int, border: str) -> torch.Tensor:
         return sums.div_(size * size)
     sums = F.conv2d(x, ones_row, padding=(0, r), groups=channels)
     sums = F.conv2d(sums, ones_col, padding=(r, 0), groups=channels)
-    return sums.mul_(_inverse_counts(height, width, r, channels, sums.dtype, sums.device))
+    return sums.mul_(_inverse_counts(height, width, r, channels, sums))
 
 
 def _linear_coefficients(guide, src, r, eps, border):
@@ -192,21 +190,20 @@ def _linear_coefficients(guide, src, r, eps, border):
     return a, b
 
 
-@functools.lru_cache(maxsize=16)
-def _inverse_counts(height: int, width: int, r: int, channels: int, dtype, device) -> torch.Tensor:
+def _inverse_counts(height, width, r: int, channels: int, like: torch.Tensor) -> torch.Tensor:
     """``(1, C, H, W)`` channels-last ``1 / N``, N the number of image pixels in each clipped window.
 
-    Cached, and materialized over the channels, because a broadcast multiply over a channels-last
-    tensor is several times slower than a same-shape one.
+    Materialized over the channels because a broadcast multiply over a channels-last tensor is several
+    times slower than a same-shape one. Built from the sizes with tensor ops only, so it follows
+    symbolic sizes when exported to ONNX.
     """
 
     def counts(n):
-        i = torch.arange(n, device=device)
-        return (torch.clamp(i + r, max=n - 1) - torch.clamp(i - r, min=0) + 1).to(torch.float32)
+        i = torch.arange(n, device=like.device)
+        return (torch.clamp(i + r, max=n - 1) - torch.clamp(i - r, min=0) + 1).to(like.dtype)
 
     inverse = 1.0 / (counts(height)[:, None] * counts(width)[None, :])
-    inverse = inverse.to(dtype).expand(1, channels, height, width)
-    return inverse.contiguous(memory_format=torch.channels_last)
+    return inverse.expand(1, channels, height, width).contiguous(memory_format=torch.channels_last)
 
 
 def _cat_channels_last(tensors: list[torch.Tensor]) -> torch.Tensor:

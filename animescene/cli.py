@@ -1,0 +1,125 @@
+"""The ``animescene`` command: ``cartoonize``, ``train``, ``bench``, ``export`` and ``evaluate``.
+
+Each sub-command is a thin layer over the library function a lesson teaches; ``--help`` on each says
+what it takes. Exit status: 0 on success, 1 when some inputs failed (the rest are still done), 2 on a
+usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="animescene", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    cartoonize = commands.add_parser("cartoonize", help="cartoonize images, folders and videos")
+    cartoonize.add_argument("inputs", nargs="+", help="image files, video files or folders")
+    cartoonize.add_argument("-o", "--out", required=True, help="output folder (file names are kept)")
+    cartoonize.add_argument("--weights", default="official",
+                            help="'official' (White-box, non-commercial licence) or a checkpoint/weights file")
+    cartoonize.add_argument("--device", default="auto")
+    cartoonize.add_argument("--max-short-side", type=int, default=720, help="0 keeps the full size")
+    cartoonize.add_argument("--bf16", action="store_true", help="run the generator in bfloat16")
+    cartoonize.set_defaults(run=_cartoonize)
+
+    train = commands.add_parser("train", help="train a generator (see animescene.train.TrainConfig)")
+    train.add_argument("--config", help="YAML or JSON file of TrainConfig fields")
+    train.add_argument("--resume", help="a run folder or checkpoint folder to continue")
+    for flag, kind in (("photos", str), ("cartoons", str), ("out", str), ("steps", int), ("pretrain-steps", int),
+                       ("batch-size", int), ("size", int), ("lr", float), ("device", str), ("amp", str),
+                       ("seed", int), ("structure-workers", int)):
+        train.add_argument(f"--{flag}", type=kind, nargs="+" if flag in ("photos", "cartoons") else None)
+    train.add_argument("--max-steps", type=int, help="stop after this many steps of this invocation")
+    train.set_defaults(run=_train)
+
+    bench = commands.add_parser("bench", help="benchmarks (720p inference, filters, training)", add_help=False)
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(run=lambda args: _bench(args.rest))
+
+    export = commands.add_parser("export", help="export generator + guided filter to ONNX (dynamic H, W)")
+    export.add_argument("output", help="the .onnx file to write")
+    export.add_argument("--weights", default="official")
+    export.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check against PyTorch")
+    export.set_defaults(run=_export)
+
+    evaluate = commands.add_parser("evaluate", help="distances of cartoonized photos to cartoons and photos")
+    evaluate.add_argument("rest", nargs=argparse.REMAINDER)
+    evaluate.set_defaults(run=lambda args: _evaluate(args.rest))
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+def _cartoonize(args) -> int:
+    import torch
+
+    from .inference import Cartoonizer
+
+    cartoonizer = Cartoonizer(args.weights, device=args.device, max_short_side=args.max_short_side or None,
+                              dtype=torch.bfloat16 if args.bf16 else torch.float32)
+    report = cartoonizer.cartoonize_paths(args.inputs, args.out)
+    for path in report.written:
+        print(f"wrote {path}")
+    for path, reason in report.failed:
+        print(f"FAILED {path}: {reason}", file=sys.stderr)
+    print(f"{len(report.written)} written, {len(report.failed)} failed", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _train(args) -> int:
+    from . import distributed
+    from .train import TrainConfig, Trainer
+
+    overrides = {
+        "photo_dirs": args.photos, "cartoon_dirs": args.cartoons, "out_dir": args.out, "steps": args.steps,
+        "pretrain_steps": args.pretrain_steps, "batch_size": args.batch_size, "size": args.size, "lr": args.lr,
+        "device": args.device, "amp": args.amp, "seed": args.seed, "structure_workers": args.structure_workers,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    distributed.setup()
+    try:
+        if args.resume:
+            trainer = Trainer.resume(args.resume, **overrides)
+        else:
+            config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+            trainer = Trainer(TrainConfig.from_dict({**config.to_dict(), **overrides}))
+        if not trainer.config.photo_dirs or not trainer.config.cartoon_dirs:
+            raise SystemExit("animescene train: give photo and cartoon folders (--photos/--cartoons or a --config)")
+        trainer.fit(args.max_steps)
+    finally:
+        distributed.cleanup()
+    if trainer.is_main:
+        print(f"trained to step {trainer.step}; checkpoints in {Path(trainer.config.out_dir) / 'checkpoints'}")
+    return 0
+
+
+def _bench(rest) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(rest)
+
+
+def _export(args) -> int:
+    from .export import export_onnx, verify_onnx
+    from .models import load_generator, load_official_whitebox
+
+    generator = load_official_whitebox() if args.weights == "official" else load_generator(args.weights)
+    path = export_onnx(generator, args.output)
+    print(f"wrote {path}")
+    if not args.no_verify:
+        print(f"ONNX Runtime vs PyTorch: max |difference| = {verify_onnx(path, generator):.2e}")
+    return 0
+
+
+def _evaluate(rest) -> int:
+    from .evaluate import main as evaluate_main
+
+    return evaluate_main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
