@@ -46,6 +46,37 @@ def check_guided_filter(fn) -> None:
     _close(fn(src, src, 5, 0.2), guided_filter(src, src, 5, 0.2), 1e-8, "guided filter as surface (r=5, eps=0.2)")
 
 
+def check_adaptive_coloring(fn) -> None:
+    """Lesson 02: ``fn(image, labels, gamma1, gamma2)`` gives each region's colour, an ``(n, 3)`` array.
+
+    The test image has regions that fall in each branch (flat, textured, busy) and stds exactly at the
+    thresholds.
+    """
+    import numpy as np
+
+    from .segmentation import adaptive_region_colors, region_stds
+
+    # Six regions of 50 pixels. In regions 0-4, 10 pixels are brighter than the other 40 by 2.5 * std:
+    # the region's std is then exactly `std` (thresholds included) and its mean differs from its
+    # median. Region 5 is random colours.
+    rng = np.random.default_rng(18)
+    labels = np.repeat(np.arange(6), 50).reshape(10, 30)
+    stds = np.array([0.0, 5.0, 20.0, 30.0, 40.0, 0.0])
+    bright = np.zeros((10, 30), dtype=bool)
+    for region in range(6):
+        bright.flat[region * 50 : region * 50 + 10] = True
+    gray = np.round(rng.uniform(60, 150, size=6))
+    image = np.repeat((gray[labels] + 2.5 * stds[labels] * bright)[:, :, None], 3, axis=2)
+    image[labels == 5] = rng.uniform(0, 255, size=((labels == 5).sum(), 3))
+    expected = adaptive_region_colors(image, labels, 20.0, 40.0)
+    got = np.asarray(fn(image, labels, 20.0, 40.0), dtype=np.float64)
+    if got.shape != expected.shape:
+        raise AssertionError(f"adaptive colouring: expected an array of shape {expected.shape}, got {got.shape}")
+    wrong = np.flatnonzero(np.abs(got - expected).max(axis=1) > 1e-6)
+    _report(wrong.size == 0, "adaptive colouring",
+            f"regions {wrong.tolist()} have the wrong colour (region stds: {np.round(region_stds(image, labels), 2).tolist()})")
+
+
 def check_color_shift(fn) -> None:
     """Lesson 03: ``fn(x, weights)`` with ``weights`` ``(B, 3)`` (R, G, B) gives ``(B, 1, H, W)`` weighted gray."""
     generator = torch.Generator().manual_seed(13)
@@ -88,7 +119,7 @@ def check_content_loss(fn, vgg) -> None:
     photo = torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1
     fake = torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1
     expected = content_loss(vgg, photo, fake)
-    _close(fn(vgg, photo, fake), expected, 1e-5 * max(1.0, float(expected.abs())), "content loss")
+    _close(fn(vgg, photo, fake), expected, 1e-4 * float(expected.abs()), "content loss")
 
 
 def check_structure_loss(fn, vgg) -> None:
@@ -99,7 +130,7 @@ def check_structure_loss(fn, vgg) -> None:
     fake = torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1
     flat = torch.rand(2, 3, 1, 1, generator=generator).expand(2, 3, 32, 32) * 2 - 1
     expected = structure_loss(vgg, fake, flat)
-    _close(fn(vgg, fake, flat), expected, 1e-5 * max(1.0, float(expected.abs())), "structure loss")
+    _close(fn(vgg, fake, flat), expected, 1e-4 * float(expected.abs()), "structure loss")
 
 
 def check_weighted_loss(fn) -> None:
