@@ -1,8 +1,16 @@
-"""Benchmarks, run as ``python -m animescene.bench <benchmark>``.
+"""Benchmarks, run as ``animescene bench <benchmark>`` or ``python -m animescene.bench <benchmark>``.
+
+``inference``: 1280 x 720 cartoonization (generator + guided filter) with every backend this machine
+has: eager fp32, channels-last, bf16 (CPUs with AVX-512 BF16/AMX, GPUs), fp16 (GPUs), ``torch.compile``,
+ONNX Runtime and OpenVINO (the CPU peer to beat); ms per frame, frames per second, and each backend's
+largest difference and PSNR against eager fp32.
 
 ``filters``: our guided filter against OpenCV's (``cv2.ximgproc.guidedFilter``) on a 1280 x 720 frame,
 and the cost per 256 x 256 image of each stage of the structure representation, in one process and
 with a pool of worker processes.
+
+``train``: training iterations per second on a small demo set, and the share of each iteration spent
+waiting for the structure representation.
 
 Every number is the median of ``--repeats`` timed runs after warm-up runs, in milliseconds. The
 header says on what machine and with which versions, so that numbers from two machines are not
@@ -31,7 +39,7 @@ from .representations import StructurePool, structure
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m animescene.bench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     filters = commands.add_parser(
@@ -49,9 +57,25 @@ def main(argv: list[str] | None = None) -> None:
     filters.add_argument("--workers", type=int, default=2, help="structure pool size (default 2)")
     filters.add_argument("--quick", action="store_true", help="2 repeats, batch of 4, one target (smoke run)")
     filters.set_defaults(run=run_filters)
+    inference = commands.add_parser("inference", help="1280x720 cartoonization with every available backend")
+    inference.add_argument("--size", type=int, nargs=2, default=[720, 1280], metavar=("H", "W"))
+    inference.add_argument("--repeats", type=int, default=5, help="timed frames per backend (default 5)")
+    inference.add_argument("--weights", default="official", help="'official', 'random' or a weights file")
+    inference.add_argument("--device", default="auto")
+    inference.add_argument("--skip", nargs="*", default=[], help="backends to leave out (e.g. compile)")
+    inference.add_argument("--json", help="also write the rows to this JSON file")
+    inference.set_defaults(run=run_inference)
+    train = commands.add_parser("train", help="training iterations/s and structure wait on a demo set")
+    train.add_argument("--size", type=int, default=128)
+    train.add_argument("--batch", type=int, default=4)
+    train.add_argument("--steps", type=int, default=20, help="timed adversarial steps (default 20)")
+    train.add_argument("--structure-workers", type=int, default=-1, help="-1: cores - 1")
+    train.add_argument("--device", default="auto")
+    train.set_defaults(run=run_train)
     args = parser.parse_args(argv)
     print(machine_summary())
     args.run(args)
+    return 0
 
 
 def run_filters(args: argparse.Namespace) -> None:
@@ -138,6 +162,202 @@ def structure_stages(repeats: int, batch: int, segments: int, workers: int) -> l
     rows.append((f"total, batch, pool of {workers}", pooled, ""))
     columns = ("stage", "ms/image", "regions")
     return [{"segments": segments, **dict(zip(columns, row))} for row in rows]
+
+
+def run_inference(args: argparse.Namespace) -> list[dict]:
+    """The ``inference`` benchmark: prints the table (and writes JSON when asked); returns the rows."""
+    import json
+
+    rows = inference_backends(tuple(args.size), args.repeats, args.weights, args.device, skip=args.skip)
+    print(f"\nCartoonization of a {args.size[0]}x{args.size[1]} frame (generator + guided filter), "
+          f"median of {args.repeats} frames; difference and PSNR against eager fp32")
+    print_table(rows, ["backend", "ms/frame", "frames/s", "max |diff|", "PSNR dB", "setup s"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine_summary(), "rows": rows}, f, indent=2)
+    return rows
+
+
+def inference_backends(size=(720, 1280), repeats: int = 5, weights="official", device="auto", skip=()) -> list[dict]:
+    """Time every backend this machine has on one real photo resized to ``size``; one row per backend.
+
+    ``weights="official"`` falls back to a randomly initialised generator (with a note) where the
+    official weights are not downloaded: the timing is the same, the pictures are not.
+    """
+    from .data import example_photos
+    from .export import CartoonizeGraph
+    from .models import UNetGenerator, load_generator, load_official_whitebox
+    from .runtime import default_device
+
+    device = default_device() if device == "auto" else torch.device(device)
+    if weights == "official":
+        try:
+            generator = load_official_whitebox()
+        except FileNotFoundError as err:
+            print(f"note: {err}\n      timing a randomly initialised generator instead")
+            generator = UNetGenerator()
+    else:
+        generator = UNetGenerator() if weights == "random" else load_generator(weights)
+    photo, _ = example_photos(1, min(size))
+    frame = torch.nn.functional.interpolate(photo, size=size, mode="bilinear", align_corners=False).clamp(-1, 1)
+    graph = CartoonizeGraph(generator.eval()).to(device)
+    backends = _backends(graph, device)
+    rows, reference = [], None
+    for name, build in backends:
+        if any(word in name for word in skip):
+            continue
+        started = time.perf_counter()
+        try:
+            run = build(frame.to(device))
+            with torch.inference_mode():
+                output = run()  # the first call compiles / exports / warms up
+        except Exception as err:  # a backend this machine cannot run is reported, not fatal
+            print(f"note: {name} unavailable here ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
+            continue
+        setup = time.perf_counter() - started
+        with torch.inference_mode():
+            ms = time_ms(lambda: _synchronized(run, device), repeats, warmup=1)
+        output = torch.as_tensor(output).float().cpu()
+        if reference is None:
+            reference = output
+        difference = (output - reference).abs()
+        mse = float(difference.pow(2).mean())
+        psnr = float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)  # peak-to-peak range of [-1, 1] is 2
+        rows.append({"backend": name, "ms/frame": ms, "frames/s": 1000.0 / ms, "max |diff|": float(difference.max()),
+                     "PSNR dB": psnr, "setup s": setup, "device": str(device)})
+    return rows
+
+
+def _backends(graph, device: torch.device) -> list[tuple[str, callable]]:
+    """``(name, build)`` pairs; ``build(x)`` prepares a backend and returns a no-argument callable.
+
+    Eager fp32 comes first: it is the reference the others are compared with.
+    """
+    import copy
+
+    channels_last = torch.channels_last
+
+    def eager(dtype=None, memory=torch.contiguous_format, compile_mode=None):
+        def build(x):
+            model = copy.deepcopy(graph).to(memory_format=memory)
+            x = x.contiguous(memory_format=memory)
+            if compile_mode is not None:
+                model = torch.compile(model, mode=compile_mode, dynamic=False)
+
+            def run():
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    return model(x)
+
+            return run
+
+        return build
+
+    backends = [("eager fp32", eager()), ("eager fp32 channels_last", eager(memory=channels_last))]
+    if device.type == "cuda" or _cpu_has_bf16():
+        backends.append(("eager bf16 channels_last", eager(torch.bfloat16, channels_last)))
+    if device.type == "cuda":
+        backends.append(("eager fp16 channels_last", eager(torch.float16, channels_last)))
+    compile_mode = "max-autotune" if device.type == "cuda" else None
+    backends.append(("compile fp32 channels_last", eager(memory=channels_last, compile_mode=compile_mode or "default")))
+    if device.type == "cuda" or _cpu_has_bf16():
+        backends.append(("compile bf16 channels_last", eager(torch.bfloat16, channels_last, compile_mode or "default")))
+    if device.type == "cuda":
+        backends.append(("compile fp16 channels_last", eager(torch.float16, channels_last, compile_mode)))
+    backends.append(("onnxruntime fp32", lambda x: _onnxruntime(graph, x, device)))
+    if device.type == "cpu":
+        backends.append(("openvino fp32", lambda x: _openvino(graph, x, "f32")))
+        if _cpu_has_bf16():
+            backends.append(("openvino bf16 (+ fp32 guided filter)", lambda x: _openvino(graph, x, "bf16")))
+    return backends
+
+
+def _onnx_file(graph, x, post_process: bool = True) -> str:
+    import tempfile
+
+    from .export import export_onnx
+
+    path = os.path.join(tempfile.mkdtemp(prefix="animescene_bench_"), "cartoonize.onnx")
+    export_onnx(graph.generator.cpu(), path, example_size=tuple(x.shape[-2:]), post_process=post_process)
+    graph.to(x.device)
+    return path
+
+
+def _onnxruntime(graph, x, device):
+    import onnxruntime as ort
+
+    providers = ["CUDAExecutionProvider"] if device.type == "cuda" else []
+    session = ort.InferenceSession(_onnx_file(graph, x), providers=providers + ["CPUExecutionProvider"])
+    feed = {"input": x.cpu().numpy()}
+    return lambda: torch.from_numpy(session.run(["output"], feed)[0])
+
+
+def _openvino(graph, x, precision: str):
+    """OpenVINO on the CPU. In bf16 only the generator runs in OpenVINO and the guided filter stays in
+    float32 (PyTorch), as in our own bf16 backend: in bf16 its variance terms lose the picture."""
+    import openvino as ov
+
+    from .filters import guided_filter
+    from .inference import GUIDED_EPS, GUIDED_R
+
+    whole = precision == "f32"
+    core = ov.Core()
+    model = core.read_model(_onnx_file(graph, x, post_process=whole))
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+    request = compiled.create_infer_request()
+    feed = x.cpu().numpy()
+
+    def run():
+        out = torch.from_numpy(request.infer({0: feed})[compiled.output(0)].copy())
+        return out if whole else guided_filter(x, out, GUIDED_R, GUIDED_EPS).clamp(-1, 1)
+
+    return run
+
+
+def _cpu_has_bf16() -> bool:
+    """True on CPUs with native bfloat16 maths (AVX-512 BF16 or AMX), where bf16 pays off."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next(line for line in info if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _synchronized(run, device: torch.device):
+    out = run()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return out
+
+
+def run_train(args: argparse.Namespace) -> dict:
+    """The ``train`` benchmark: adversarial iterations/s and the structure-wait share on a demo set."""
+    import tempfile
+
+    from data_scripts.make_demo_set import make_demo_set
+
+    from .train import TrainConfig, Trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        make_demo_set(os.path.join(tmp, "demo"), short_side=max(args.size, 160), use_shared=True)
+        config = TrainConfig(
+            photo_dirs=[os.path.join(tmp, "demo", "photos")], cartoon_dirs=[os.path.join(tmp, "demo", "cartoons")],
+            size=args.size, batch_size=args.batch, pretrain_steps=0, steps=args.steps + 3,
+            structure_workers=args.structure_workers, num_workers=1, device=args.device,
+            out_dir=os.path.join(tmp, "run"), log_every=0, sample_every=0, checkpoint_every=0,
+        )
+        trainer = Trainer(config)
+        trainer.fit(max_steps=3)  # warm-up: workers start, first target computed in-line
+        trainer._wait = trainer._busy = 0.0
+        started = time.perf_counter()
+        trainer.fit(max_steps=args.steps)
+        elapsed = time.perf_counter() - started
+        result = {"iterations/s": args.steps / elapsed, "images/s": args.steps * args.batch / elapsed,
+                  "structure wait share": trainer._wait / trainer._busy, "structure workers": trainer.structure_pool.workers
+                  if trainer.structure_pool else 0, "size": args.size, "batch": args.batch, "device": str(trainer.device)}
+    print(f"\nAdversarial training at {args.size}x{args.size}, batch {args.batch}, {args.steps} timed steps")
+    print_table([result], list(result))
+    return result
 
 
 def time_ms(fn, repeats: int, warmup: int = 2) -> float:

@@ -28,14 +28,18 @@ class CartoonizeGraph(torch.nn.Module):
         return guided_filter(x, self.generator(x), GUIDED_R, GUIDED_EPS).clamp(-1.0, 1.0)
 
 
-def export_onnx(generator: UNetGenerator, path, *, example_size: tuple[int, int] = (256, 256), opset: int = 18) -> Path:
+def export_onnx(generator: UNetGenerator, path, *, example_size: tuple[int, int] = (256, 256), opset: int = 18,
+                post_process: bool = True) -> Path:
     """Write ``generator`` + post-process to ``path`` (ONNX) with dynamic batch, height and width.
 
-    Uses PyTorch's ``torch.export``-based exporter (needs ``onnxscript``). Returns the path.
+    ``post_process=False`` exports the bare generator (for runtimes that would run the guided filter in
+    reduced precision: keep that part in float32). Uses PyTorch's ``torch.export``-based exporter
+    (needs ``onnxscript``). Returns the path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    graph = CartoonizeGraph(generator.eval().cpu().float())
+    generator = generator.eval().cpu().float()
+    graph = CartoonizeGraph(generator).eval() if post_process else generator
     example = torch.zeros(2, 3, *example_size)  # not 1: export specializes size-1 dimensions
     height, width = torch.export.Dim("height8", min=2, max=1024), torch.export.Dim("width8", min=2, max=1024)
     dynamic = {"x": {0: torch.export.Dim("batch", min=1, max=64), 2: 8 * height, 3: 8 * width}}
@@ -53,7 +57,7 @@ def verify_onnx(path, generator: UNetGenerator, sizes=((64, 96), (120, 200)), at
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    graph = CartoonizeGraph(generator.eval().cpu().float())
+    graph = CartoonizeGraph(generator.eval().cpu().float()).eval()
     worst = 0.0
     generator_rng = torch.Generator().manual_seed(0)
     for height, width in sizes:

@@ -52,7 +52,8 @@ def box_filter(x: torch.Tensor, r: int, border: str = "clip") -> torch.Tensor:
     _check_radius(x, r, "x")
     if border not in BORDERS:
         raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
-    return _box_mean(x, r, border).contiguous(memory_format=_memory_format(x))
+    with _no_autocast(x):
+        return _box_mean(x, r, border).contiguous(memory_format=_memory_format(x))
 
 
 def guided_filter(
@@ -72,8 +73,9 @@ def guided_filter(
     Returns:
         ``(B, C, H, W)`` filtered image in ``src``'s dtype.
 
-    float16 and bfloat16 inputs are computed in float32 and returned in their own dtype: the variance
-    ``mean(I*I) - mean(I)^2`` cancels catastrophically with an 8- or 11-bit mantissa.
+    float16 and bfloat16 inputs are computed in float32 and returned in their own dtype, and an
+    enclosing ``torch.autocast`` region is suspended: the variance ``mean(I*I) - mean(I)^2`` cancels
+    catastrophically with an 8- or 11-bit mantissa.
 
     Example:
         >>> x = torch.rand(2, 3, 64, 64) * 2 - 1
@@ -84,10 +86,11 @@ def guided_filter(
     _check_pair(guide, src, "guide", "src")
     _check_eps(eps)
     out_dtype = src.dtype
-    guide, src = _compute_dtype(guide), _compute_dtype(src)
-    a, b = _linear_coefficients(guide, src, r, eps, border)
-    mean_a, mean_b = _box_mean(_cat_channels_last([a, b]), r, border).chunk(2, dim=1)
-    out = torch.addcmul(mean_b, mean_a, guide)
+    with _no_autocast(src):
+        guide, src = _compute_dtype(guide), _compute_dtype(src)
+        a, b = _linear_coefficients(guide, src, r, eps, border)
+        mean_a, mean_b = _box_mean(_cat_channels_last([a, b]), r, border).chunk(2, dim=1)
+        out = torch.addcmul(mean_b, mean_a, guide)
     return out.to(out_dtype).contiguous(memory_format=_memory_format(src))
 
 
@@ -128,13 +131,14 @@ def fast_guided_filter(
         )
     _check_eps(eps)
     out_dtype = lr_src.dtype
-    lr_guide, lr_src, hr_guide = (_compute_dtype(t) for t in (lr_guide, lr_src, hr_guide))
-    a, b = _linear_coefficients(lr_guide, lr_src, r, eps, border)
-    mean_ab = _box_mean(_cat_channels_last([a, b]), r, border)
-    if mean_ab.shape[-2:] != hr_guide.shape[-2:]:
-        mean_ab = F.interpolate(mean_ab, size=hr_guide.shape[-2:], mode="bilinear", align_corners=False)
-    mean_a, mean_b = mean_ab.chunk(2, dim=1)
-    out = torch.addcmul(mean_b, mean_a, hr_guide)
+    with _no_autocast(lr_src):
+        lr_guide, lr_src, hr_guide = (_compute_dtype(t) for t in (lr_guide, lr_src, hr_guide))
+        a, b = _linear_coefficients(lr_guide, lr_src, r, eps, border)
+        mean_ab = _box_mean(_cat_channels_last([a, b]), r, border)
+        if mean_ab.shape[-2:] != hr_guide.shape[-2:]:
+            mean_ab = F.interpolate(mean_ab, size=hr_guide.shape[-2:], mode="bilinear", align_corners=False)
+        mean_a, mean_b = mean_ab.chunk(2, dim=1)
+        out = torch.addcmul(mean_b, mean_a, hr_guide)
     return out.to(out_dtype).contiguous(memory_format=_memory_format(lr_src))
 
 
@@ -227,6 +231,11 @@ def _pad_symmetric(x: torch.Tensor, r: int) -> torch.Tensor:
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _no_autocast(x: torch.Tensor):
+    """Mixed-precision regions (``torch.autocast``) stop here: the filters compute in their inputs' dtype."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.Tensor:

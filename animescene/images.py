@@ -54,7 +54,7 @@ def check_range(x: torch.Tensor, name: str = "x", low: float = -1.0, high: float
     lo, hi = float(x.min()), float(x.max())
     if lo < low - slack or hi > high + slack:
         raise ValueError(
-            f"{name} has values in [{lo:.3g}, {hi:.3g}] but must lie in [{low}, {high}]; "
+            f"{name} has values in [{lo:.3g}, {hi:.3g}] but must lie in [{low:g}, {high:g}]; "
             f"map uint8 images with animescene.images.to_tensor (x / 127.5 - 1)"
         )
 

@@ -202,3 +202,13 @@ def test_bad_input_raises_clear_errors(call, error, words):
     with pytest.raises(error, match=None) as info:
         call()
     assert words in str(info.value)
+
+
+def test_guided_filter_ignores_an_enclosing_autocast():
+    """Mixed-precision training wraps the filter in autocast; it must still compute in float32."""
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    y = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = guided_filter(x, y, 1, 5e-3)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, guided_filter(x, y, 1, 5e-3))
