@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from .representations import structure, surface, texture
+from .representations import color_shift, structure, surface, texture
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,13 @@ def surface_loss(disc: nn.Module, fake: torch.Tensor) -> torch.Tensor:
     return lsgan_g_loss(disc(surface(fake)))
 
 
-def texture_loss(disc: nn.Module, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The texture discriminator's LSGAN generator loss on ``texture(fake)`` (random colour shift to gray)."""
-    return lsgan_g_loss(disc(texture(fake, generator)))
+def texture_loss(disc: nn.Module, fake: torch.Tensor, color_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The texture discriminator's LSGAN generator loss on ``texture(fake)`` (random colour shift to gray).
+
+    ``color_weights``: ``(B, 3)`` colour-shift weights (:func:`sample_color_shift`), or None to draw them.
+    """
+    gray = texture(fake) if color_weights is None else color_shift(fake, color_weights)
+    return lsgan_g_loss(disc(gray))
 
 
 class GeneratorLoss(nn.Module):
@@ -99,11 +103,12 @@ class GeneratorLoss(nn.Module):
         betas: :class:`Betas` (or a dict with its field names).
         vgg: the frozen feature extractor (``VGGFeatures``) for the content and structure terms.
 
-    ``forward(photo, fake, fake_structure, disc_surface, disc_texture, generator=None)`` takes the photo
-    batch ``x``, the generator's output ``G(x)``, its structure representation (computed off the
-    gradient path, e.g. by worker processes; ``None`` computes it here), both discriminators and an
-    optional ``torch.Generator`` for the colour shift. It returns a dict with ``total`` and the unweighted
-    ``tv``, ``surface``, ``structure``, ``texture`` and ``content`` terms (all scalars).
+    ``forward(photo, fake, fake_structure, disc_surface, disc_texture, color_weights=None)`` takes the
+    photo batch ``x``, the generator's output ``G(x)``, its structure representation (computed off the
+    gradient path, e.g. by worker processes; ``None`` computes it here), both discriminators and
+    optionally the ``(B, 3)`` colour-shift weights of the texture term (drawn when None). It returns a
+    dict with ``total`` and the unweighted ``tv``, ``surface``, ``structure``, ``texture`` and ``content``
+    terms (all scalars).
     """
 
     TERMS = ("tv", "surface", "structure", "texture", "content")
@@ -113,7 +118,7 @@ class GeneratorLoss(nn.Module):
         self.betas = betas if isinstance(betas, Betas) else Betas(**betas)
         self.vgg = vgg
 
-    def forward(self, photo, fake, fake_structure, disc_surface, disc_texture, generator=None) -> dict:
+    def forward(self, photo, fake, fake_structure, disc_surface, disc_texture, color_weights=None) -> dict:
         if self.vgg is None:
             raise ValueError("GeneratorLoss needs a VGG feature extractor: GeneratorLoss(betas, vgg=VGGFeatures(...))")
         if fake_structure is None:
@@ -126,7 +131,7 @@ class GeneratorLoss(nn.Module):
             "tv": tv_loss(fake),
             "surface": surface_loss(disc_surface, fake),
             "structure": feature_l1(fake_features, structure_features),
-            "texture": texture_loss(disc_texture, fake, generator),
+            "texture": texture_loss(disc_texture, fake, color_weights),
             "content": feature_l1(fake_features, photo_features),
         }
         weights = self.betas.as_dict()
@@ -134,15 +139,17 @@ class GeneratorLoss(nn.Module):
         return terms
 
 
-def discriminator_loss(disc_surface, disc_texture, fake, cartoon, generator=None) -> dict:
+def discriminator_loss(disc_surface, disc_texture, fake, cartoon, color_weights=None) -> dict:
     """Both discriminators' LSGAN losses on detached fakes: ``{"total", "surface", "texture"}``.
 
     Each discriminator sees real and fake in one batch (one forward pass, as DistributedDataParallel
-    requires, and one kernel launch instead of two).
+    requires, and one kernel launch instead of two). ``color_weights``: ``(2B, 3)`` colour-shift weights
+    for the cartoons then the fakes, or None to draw them.
     """
     both = torch.cat([cartoon, fake.detach().to(cartoon.dtype)])
     count = cartoon.shape[0]
     real_s, fake_s = disc_surface(surface(both)).split(count)
-    real_t, fake_t = disc_texture(texture(both, generator)).split(count)
+    gray = texture(both) if color_weights is None else color_shift(both, color_weights)
+    real_t, fake_t = disc_texture(gray).split(count)
     surface_d, texture_d = lsgan_d_loss(real_s, fake_s), lsgan_d_loss(real_t, fake_t)
     return {"total": surface_d + texture_d, "surface": surface_d, "texture": texture_d}

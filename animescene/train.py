@@ -50,7 +50,7 @@ from .filters import guided_filter
 from .images import write_image
 from .losses import Betas, GeneratorLoss, discriminator_loss
 from .models import PatchDiscriminator, UNetGenerator
-from .representations import StructurePool, structure
+from .representations import StructurePool, sample_color_shift, structure
 from .runtime import default_device, smoke_mode
 from .vgg import VGGFeatures, resolve_weights
 
@@ -288,14 +288,14 @@ class Trainer:
         self._discriminators_trainable(False)
         with self._autocast():
             fake = self._cartoonize(photo)
-            g_terms = self.g_loss(photo, fake, target, self.disc_surface, self.disc_texture, self.texture_rng)
+            g_terms = self.g_loss(photo, fake, target, self.disc_surface, self.disc_texture, self._color_weights(1))
         self._guard(g_terms)
         self.g_opt.zero_grad(set_to_none=True)
         self.scaler.scale(g_terms["total"]).backward()
         self.scaler.step(self.g_opt)
         self._discriminators_trainable(True)
         with self._autocast():
-            d_terms = discriminator_loss(self.ds_model, self.dt_model, fake.detach(), cartoon, self.texture_rng)
+            d_terms = discriminator_loss(self.ds_model, self.dt_model, fake.detach(), cartoon, self._color_weights(2))
         self._guard(d_terms)
         self.d_opt.zero_grad(set_to_none=True)
         self.scaler.scale(d_terms["total"]).backward()
@@ -309,6 +309,18 @@ class Trainer:
         """``guided_filter(x, G(x), 1, eps)``: White-box trains on the filtered output (in fp32)."""
         generator = self.g_model if generator is None else generator
         return guided_filter(photo, generator(photo).float(), 1, self.config.train_filter_eps)
+
+    def _color_weights(self, batches: int) -> torch.Tensor:
+        """Colour-shift weights for ``batches`` stacked per-process batches.
+
+        Every rank draws the weights of the whole global batch from the same generator and keeps the
+        rows of its own samples (rank ``r`` holds global positions ``r, r + W, ...``, as the sampler
+        deals them), so a W-process run draws exactly what a one-process run of the global batch does.
+        """
+        per_rank = self.config.batch_size
+        weights = sample_color_shift(batches * per_rank * self.world_size, self.texture_rng)
+        blocks = weights.view(batches, per_rank * self.world_size, 3)[:, self.rank :: self.world_size]
+        return blocks.reshape(batches * per_rank, 3)
 
     def _discriminators_trainable(self, trainable: bool) -> None:
         self.disc_surface.requires_grad_(trainable)
@@ -377,7 +389,8 @@ class Trainer:
 
     def _guard(self, terms: dict) -> None:
         bad = {name: float(v) for name, v in terms.items() if not torch.isfinite(v.detach()).all()}
-        if bad:
+        # every rank stops together: a rank that raised alone would leave the others hanging in a collective
+        if distributed.any_rank(bool(bad), self.device):
             last = self.latest_checkpoint()
             raise TrainingDiverged(
                 f"step {self.step}: loss became non-finite {bad}. Try a lower learning rate (lr={self.config.lr}), "
@@ -450,6 +463,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "rng_texture": self.texture_rng.get_state(),
+            "world_size": self.world_size,
             "pending_structure": None if pending is None else pending.cpu(),
         }
 
@@ -469,29 +483,37 @@ class Trainer:
         self._batches = None  # the data stream restarts at self.step
 
     def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoints/step_NNNNNNN/`` atomically (three files: models, optimizers, state) and
-        keep the newest ``keep_checkpoints``. Only rank 0 writes."""
+        """Write ``checkpoints/step_NNNNNNN/`` atomically and keep the newest ``keep_checkpoints``.
+
+        Rank 0 writes the models, optimizers and shared state; every rank writes its own pending
+        structure target (``pending_rank{r}.pt``: each rank's batch differs). Several machines need a
+        shared file system for ``out_dir``.
+        """
         state = self.state_dict()  # every rank waits for its pending target, keeping ranks in step
-        if not self.is_main:
-            return None
         root = self.out_dir / "checkpoints"
         final = root / f"step_{self.step:07d}"
         partial = root / f".partial_step_{self.step:07d}"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        models = {k: state.pop(k) for k in ("config", "generator_config", "generator", "disc_surface", "disc_texture")}
-        models["step"] = state["step"]
-        optimizers = {k: state.pop(k) for k in ("g_opt", "d_opt", "scaler")}
-        torch.save(models, partial / "models.pt")
-        torch.save(optimizers, partial / "optimizers.pt")
-        torch.save(state, partial / "state.pt")
-        (partial / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
-        for old in sorted(root.glob("step_*"))[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old)
-        return final
+        if self.is_main:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        distributed.barrier()
+        torch.save({"pending_structure": state.pop("pending_structure")}, partial / f"pending_rank{self.rank}.pt")
+        distributed.barrier()
+        if self.is_main:
+            models = {k: state.pop(k) for k in ("config", "generator_config", "generator", "disc_surface", "disc_texture")}
+            models["step"] = state["step"]
+            optimizers = {k: state.pop(k) for k in ("g_opt", "d_opt", "scaler")}
+            torch.save(models, partial / "models.pt")
+            torch.save(optimizers, partial / "optimizers.pt")
+            torch.save(state, partial / "state.pt")
+            (partial / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(partial, final)
+            for old in sorted(root.glob("step_*"))[: -self.config.keep_checkpoints]:
+                shutil.rmtree(old)
+        distributed.barrier()
+        return final if self.is_main else None
 
     def latest_checkpoint(self) -> Path | None:
         found = sorted((self.out_dir / "checkpoints").glob("step_*"))
@@ -514,6 +536,13 @@ class Trainer:
         trainer = cls(config)
         state = {**models, **torch.load(path / "optimizers.pt", map_location="cpu", weights_only=True)}
         state.update(torch.load(path / "state.pt", map_location="cpu", weights_only=True))
+        if state["world_size"] != trainer.world_size:
+            raise ValueError(
+                f"{path} was written by {state['world_size']} process(es) but this run has {trainer.world_size}: "
+                "resume onto the same world size (the data order and batch split depend on it)"
+            )
+        pending = path / f"pending_rank{trainer.rank}.pt"
+        state.update(torch.load(pending, map_location="cpu", weights_only=True))
         trainer.load_state_dict(state)
         return trainer
 
