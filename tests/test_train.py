@@ -122,3 +122,11 @@ def test_structure_workers_give_the_same_training(demo_set, tmp_path):
     pooled.fit()
     for key, value in in_process.generator.state_dict().items():
         assert torch.equal(value, pooled.generator.state_dict()[key]), key
+
+
+def test_the_shipped_config_is_valid_and_follows_the_reference():
+    from pathlib import Path
+
+    config = TrainConfig.from_file(Path(__file__).resolve().parent.parent / "configs" / "whitebox.yaml")
+    assert config.batch_size == 16 and config.size == 256 and config.adam_betas == (0.5, 0.99)
+    assert config.betas == {"tv": 1e4, "surface": 0.1, "structure": 200.0, "texture": 1.0, "content": 200.0}
