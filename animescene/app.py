@@ -50,7 +50,8 @@ class BetaApp:
         cartoons: ``(C, 3, S, S)`` cartoon images for the two discriminators.
         steps: initial number of fine-tuning steps.
         lr: Adam's learning rate for the fine-tuning.
-        vgg_weights: see :class:`animescene.vgg.VGGFeatures` (``"auto"`` uses the pretrained VGG16).
+        vgg_weights: see :class:`animescene.vgg.VGGFeatures` (``"auto"`` uses the pretrained VGG16;
+            ``None``, a random VGG, is accepted in smoke mode only, like every training run).
         device: ``"auto"`` or a torch device.
         auto_run: re-run when a control changes (else only the button runs).
     """

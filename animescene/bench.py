@@ -277,8 +277,7 @@ def _onnx_file(graph, x, post_process: bool = True) -> str:
     from .export import export_onnx
 
     path = os.path.join(tempfile.mkdtemp(prefix="animescene_bench_"), "cartoonize.onnx")
-    export_onnx(graph.generator.cpu(), path, example_size=tuple(x.shape[-2:]), post_process=post_process)
-    graph.to(x.device)
+    export_onnx(graph.generator, path, example_size=tuple(x.shape[-2:]), post_process=post_process)
     return path
 
 

@@ -8,6 +8,7 @@ ONNX Runtime, OpenVINO, TensorRT and browsers (onnxruntime-web) can run it.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ def export_onnx(generator: UNetGenerator, path, *, example_size: tuple[int, int]
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    generator = generator.eval().cpu().float()
+    generator = copy.deepcopy(generator).eval().cpu().float()  # the caller's module stays where it is
     graph = CartoonizeGraph(generator).eval() if post_process else generator
     example = torch.zeros(2, 3, *example_size)  # not 1: export specializes size-1 dimensions
     height, width = torch.export.Dim("height8", min=2, max=1024), torch.export.Dim("width8", min=2, max=1024)
@@ -57,7 +58,7 @@ def verify_onnx(path, generator: UNetGenerator, sizes=((64, 96), (120, 200)), at
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    graph = CartoonizeGraph(generator.eval().cpu().float()).eval()
+    graph = CartoonizeGraph(copy.deepcopy(generator).cpu().float()).eval()
     worst = 0.0
     generator_rng = torch.Generator().manual_seed(0)
     for height, width in sizes:
