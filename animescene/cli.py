@@ -12,7 +12,16 @@ import sys
 from pathlib import Path
 
 
+# sub-commands with parsers of their own: everything after the name is theirs
+DELEGATED = {"bench": "animescene.bench", "evaluate": "animescene.evaluate"}
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in DELEGATED:
+        import importlib
+
+        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
     parser = argparse.ArgumentParser(prog="animescene", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -36,9 +45,7 @@ def main(argv=None) -> int:
     train.add_argument("--max-steps", type=int, help="stop after this many steps of this invocation")
     train.set_defaults(run=_train)
 
-    bench = commands.add_parser("bench", help="benchmarks (720p inference, filters, training)", add_help=False)
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
-    bench.set_defaults(run=lambda args: _bench(args.rest))
+    commands.add_parser("bench", help="benchmarks: inference (720p, every backend), filters, train")
 
     export = commands.add_parser("export", help="export generator + guided filter to ONNX (dynamic H, W)")
     export.add_argument("output", help="the .onnx file to write")
@@ -46,9 +53,7 @@ def main(argv=None) -> int:
     export.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check against PyTorch")
     export.set_defaults(run=_export)
 
-    evaluate = commands.add_parser("evaluate", help="distances of cartoonized photos to cartoons and photos")
-    evaluate.add_argument("rest", nargs=argparse.REMAINDER)
-    evaluate.set_defaults(run=lambda args: _evaluate(args.rest))
+    commands.add_parser("evaluate", help="distances of cartoonized photos to cartoons and photos")
 
     args = parser.parse_args(argv)
     return args.run(args)
@@ -97,12 +102,6 @@ def _train(args) -> int:
     return 0
 
 
-def _bench(rest) -> int:
-    from .bench import main as bench_main
-
-    return bench_main(rest)
-
-
 def _export(args) -> int:
     from .export import export_onnx, verify_onnx
     from .models import load_generator, load_official_whitebox
@@ -113,12 +112,6 @@ def _export(args) -> int:
     if not args.no_verify:
         print(f"ONNX Runtime vs PyTorch: max |difference| = {verify_onnx(path, generator):.2e}")
     return 0
-
-
-def _evaluate(rest) -> int:
-    from .evaluate import main as evaluate_main
-
-    return evaluate_main(rest)
 
 
 if __name__ == "__main__":
