@@ -72,6 +72,15 @@ def test_speedups_checker():
     _rejects(lambda: checks.check_speedups(lambda t: {}, table))
 
 
+def test_frechet_distance_checker():
+    from animescene.metrics import frechet_distance
+
+    checks.check_frechet_distance(frechet_distance)
+    # the classic slip: the square root of the trace instead of the trace of the square root
+    _rejects(lambda: checks.check_frechet_distance(
+        lambda m1, s1, m2, s2: float(np.sum((m1 - m2) ** 2) + np.trace(s1 + s2) - 2 * np.sqrt(np.trace(s1 @ s2)))))
+
+
 def test_checkers_explain_shape_mistakes():
     with pytest.raises(AssertionError, match="shape"):
         checks.check_box_filter(lambda x, r: box_filter(x, r)[:, :1])
