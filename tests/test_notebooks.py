@@ -33,9 +33,9 @@ def test_lessons_are_generated_from_the_solutions():
     assert make_lessons.main(["--check"]) == 0, "run `make lessons` (python tools/make_lessons.py)"
 
 
-def test_every_lesson_has_a_solution_and_the_seven_lessons_exist():
+def test_every_lesson_has_a_solution_and_the_eight_lessons_exist():
     assert [p.name for p in LESSONS] == [p.name for p in SOLUTIONS]
-    assert [p.name[:2] for p in SOLUTIONS] == ["01", "02", "03", "04", "05", "06", "07"]
+    assert [p.name[:2] for p in SOLUTIONS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
 
 
 @pytest.mark.parametrize("path", SOLUTIONS + LESSONS, ids=lambda p: f"{p.parent.name}/{p.name}")
