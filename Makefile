@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.animescene-installed
 LAB_PORT ?= 8888
+# Jupyter refuses to start as root (containers, fresh cloud machines) unless told it may.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: env weights lab test e2e browser screenshots lessons clean
 
@@ -27,7 +29,7 @@ weights: env
 	-$(PY) -m data_scripts.download whitebox-official
 
 lab: env weights
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=lessons
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=lessons $(ALLOW_ROOT)
 
 test: env weights
 	ANIMESCENE_SMOKE=1 $(PY) -m pytest tests lessons solutions -m "not e2e" --nbval --nbval-current-env \
