@@ -77,13 +77,15 @@ class BetaApp:
         self.photo = widgets.Dropdown(options=[(f"photo {i}", i) for i in range(len(photos))], value=0,
                                       description="photo")
         self.button = widgets.Button(description="Fine-tune", button_style="primary")
-        self.before = widgets.Image(format="png")
-        self.after = widgets.Image(format="png")
+        # one display size for both views: small photos are scaled up, and before/after line up
+        self.before = widgets.Image(format="png", width=256)
+        self.after = widgets.Image(format="png", width=256)
         self.table = widgets.HTML()
         self.status = widgets.Label()
         rows = [widgets.HBox([self.sliders[n], self.switches[n]]) for n in defaults]
         views = widgets.HBox([
-            widgets.VBox([widgets.Label("before (starting generator)"), self.before]),
+            widgets.VBox([widgets.Label("before (starting generator)"), self.before],
+                         layout=widgets.Layout(margin="0 16px 0 0")),
             widgets.VBox([widgets.Label("after fine-tuning"), self.after]),
         ])
         self.widget = widgets.VBox([*rows, widgets.HBox([self.steps, self.photo, self.button]), self.status, views,

@@ -113,10 +113,14 @@ def _open_and_run(browser, lab, notebook: str):
     """Open ``notebook`` in JupyterLab, run all cells, wait until the kernel is idle; return the page."""
     url, token = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{url}/lab/tree/{notebook}?token={token}")
+    # ?reset: a fresh workspace, so the notebooks of an earlier page are not restored beside this one
+    page.goto(f"{url}/lab/tree/{notebook}?reset&token={token}")
+    # wait for *this* notebook's kernel: while the page loads, another widget can be the current one
     page.wait_for_function(
-        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-        " return w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel; }",
+        "path => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " return w && w.context && w.context.path === path && w.sessionContext"
+        " && w.sessionContext.session && w.sessionContext.session.kernel; }",
+        arg=notebook,
         timeout=120_000,
     )
     page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.ready")
@@ -153,6 +157,7 @@ def _cells(page) -> list[dict]:
                 for (let j = 0; j < cell.outputs.length; j++) {
                     const o = cell.outputs.get(j);
                     outputs.push({type: o.type, image: 'image/png' in o.data,
+                                  widget: 'application/vnd.jupyter.widget-view+json' in o.data,
                                   text: o.type === 'error' ? JSON.stringify(o.toJSON()).slice(0, 2000) : ''});
                 }
                 out.push({index: i, source: cell.sharedModel.getSource(), count: cell.executionCount, outputs});
@@ -160,6 +165,16 @@ def _cells(page) -> list[dict]:
             return out;
         }"""
     )
+
+
+def _image_bytes(page, locator) -> bytes:
+    """The bytes an ``<img>`` shows (ipywidgets serves them as a blob: URL), read back in the page."""
+    data = page.evaluate(
+        "async el => { if (!el.src) return []; const r = await fetch(el.src);"
+        " return Array.from(new Uint8Array(await r.arrayBuffer())); }",
+        locator.element_handle(),
+    )
+    return bytes(data)
 
 
 def _check_notebook(page) -> list[dict]:
@@ -174,6 +189,12 @@ def _check_notebook(page) -> list[dict]:
     rendered = page.locator(".jp-OutputArea-output img").count()
     assert rendered >= len(figures), f"{rendered} images on the page for {len(figures)} figure cells"
     page.wait_for_timeout(2000)  # let widget views finish rendering
+    # without the widget manager (jupyterlab_widgets) a widget output falls back to its text/plain repr,
+    # which shows neither error text below: count the rendered views instead
+    widget_outputs = sum(o["widget"] for c in cells for o in c["outputs"])
+    views = page.locator(".jp-OutputArea-output .jupyter-widgets").count()
+    assert views >= widget_outputs, (
+        f"{widget_outputs} widget outputs but {views} rendered widget views (is jupyterlab_widgets installed?)")
     text = page.locator(".jp-Notebook").inner_text()
     for broken in ("Error displaying widget", "Loading widget..."):
         assert broken not in text, f'"{broken}" is shown on the page'
@@ -196,18 +217,20 @@ def test_lesson_07_widget_renders_and_reacts_to_a_beta(browser, lab, tmp_path):
     app = page.locator(".animescene-beta-app").first
     app.scroll_into_view_if_needed()
     after = page.locator(".animescene-after").first
-    page.wait_for_function("el => el.src && el.src.length > 100", arg=after.element_handle(), timeout=60_000)
-    before_src = after.get_attribute("src")
+    before_image = _image_bytes(page, after)
+    assert len(before_image) > 1000, "the after view shows no image"
     # move the tv slider: type a new value into its readout, as a student would
     readout = page.locator(".animescene-beta-tv .widget-readout").first
     readout.click()
     page.keyboard.press("Control+A")
     page.keyboard.type("1e6")
     page.keyboard.press("Enter")
-    page.wait_for_function("([el, old]) => el.src !== old", arg=[after.element_handle(), before_src],
-                           timeout=RUN_TIMEOUT_S * 1000)
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while _image_bytes(page, after) == before_image:
+        assert time.monotonic() < deadline, "the after view did not change when a beta moved"
+        time.sleep(1.0)
     _wait_idle(page, RUN_TIMEOUT_S)
-    assert after.get_attribute("src") != before_src
+    assert _image_bytes(page, after) != before_image
     app.screenshot(path=str(tmp_path / "lesson07_widget.png"))
     assert (tmp_path / "lesson07_widget.png").stat().st_size > 1000
     if os.environ.get("ANIMESCENE_E2E_SCREENSHOTS"):  # `make screenshots` refreshes the README's picture
