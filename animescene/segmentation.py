@@ -72,7 +72,7 @@ _NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1,
 
 
 def felzenszwalb(image: np.ndarray, scale: float = 10, sigma: float = 0.8, min_size: int = 100) -> np.ndarray:
-    """Felzenszwalb-Huttenlocher graph-based superpixels (``skimage.segmentation.felzenszwalb``).
+    """Felzenszwalb-Huttenlocher graph-based superpixels (OpenCV's ``ximgproc`` implementation).
 
     Args:
         image: ``(H, W, 3)`` uint8 or float image with values in [0, 255].
@@ -84,11 +84,14 @@ def felzenszwalb(image: np.ndarray, scale: float = 10, sigma: float = 0.8, min_s
         ``(H, W)`` label map, regions ``0 .. n-1``.
 
     The defaults are White-box's. Its code passes ``[-1, 1]`` data, which doubles every colour
-    difference; here the image is in skimage's ``[0, 1]`` convention, as scikit-image and the paper
-    intend. At 256 x 256 ``min_size`` dominates either way (about 150 regions).
+    difference; here colours are in 0-255 units, as the paper intends. At 256 x 256 ``min_size``
+    dominates either way (about 150 regions). White-box calls ``skimage.segmentation.felzenszwalb``;
+    OpenCV's C++ version of the same algorithm is about 3x faster, which is most of the structure
+    representation's cost, and gives regions of the same kind (tests compare the two).
     """
     image = _check_image(image)
-    return skimage.segmentation.felzenszwalb(image / 255.0, scale=scale, sigma=sigma, min_size=min_size)
+    segmenter = cv2.ximgproc.segmentation.createGraphSegmentation(sigma=sigma, k=scale, min_size=min_size)
+    return _consecutive(segmenter.processImage(np.ascontiguousarray(image, dtype=np.float32)))
 
 
 def slic(image: np.ndarray, segments: int = 200, sigma: float = 1.0, compactness: float = 10.0) -> np.ndarray:
