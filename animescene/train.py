@@ -210,8 +210,8 @@ class Trainer:
         )
         self.step = 0
         self.pending_structure: torch.Tensor | Future | None = None
-        workers = _structure_workers(config.structure_workers)
-        self.structure_pool = StructurePool(workers) if workers > 0 else None
+        self.structure_workers = _structure_workers(config.structure_workers)
+        self.structure_pool: StructurePool | None = None  # started by fit(), stopped when it returns
         self._batches = None
         self._metrics = defaultdict(list)
         self._wait = 0.0
@@ -230,6 +230,8 @@ class Trainer:
         stop = self.config.total_steps if max_steps is None else min(self.config.total_steps, self.step + max_steps)
         last: dict = {}
         progress = tqdm(total=self.config.total_steps, initial=self.step, disable=not self.is_main, desc="train")
+        if self.structure_workers > 0:
+            self.structure_pool = StructurePool(self.structure_workers)
         try:
             while self.step < stop:
                 last = self.train_step()
@@ -244,7 +246,8 @@ class Trainer:
         finally:
             progress.close()
             if self.structure_pool is not None:
-                self.structure_pool.close()
+                self.structure_pool.close()  # waits for a pending target, which the next fit() uses
+                self.structure_pool = None
             if self._writer is not None:
                 self._writer.close()
         return last

@@ -124,6 +124,19 @@ def test_structure_workers_give_the_same_training(demo_set, tmp_path):
         assert torch.equal(value, pooled.generator.state_dict()[key]), key
 
 
+def test_fit_in_two_calls_with_a_pool_equals_one_call(demo_set, tmp_path):
+    # each fit() starts and stops its own workers; the target pending between the calls carries over
+    once = Trainer(_config(demo_set, tmp_path / "a", steps=3, structure_workers=1))
+    once.fit()
+    twice = Trainer(_config(demo_set, tmp_path / "b", steps=3, structure_workers=1))
+    twice.fit(max_steps=3)  # 2 pretraining steps, then 1 adversarial step leaves a target pending
+    assert twice.structure_pool is None and twice.step == 3
+    twice.fit()
+    assert twice.step == once.step
+    for key, value in once.generator.state_dict().items():
+        assert torch.equal(value, twice.generator.state_dict()[key]), key
+
+
 def test_the_shipped_config_is_valid_and_follows_the_reference():
     from pathlib import Path
 
