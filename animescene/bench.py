@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -388,10 +389,16 @@ def machine_summary() -> str:
     except (OSError, StopIteration):
         pass  # not Linux: keep platform's answer
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    runtimes = ""
+    for name in ("onnxruntime", "openvino"):  # optional backends of the inference benchmark
+        try:
+            runtimes += f", {name} {importlib.metadata.version(name)}"
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return (
         f"machine: {cpu}, {os.cpu_count()} logical cores, GPU: {gpu}\n"
         f"versions: python {platform.python_version()}, torch {torch.__version__}, opencv {cv2.__version__}, "
-        f"numpy {np.__version__}\n"
+        f"numpy {np.__version__}{runtimes}\n"
         f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}"
     )
 
