@@ -353,7 +353,8 @@ def run_train(args: argparse.Namespace) -> dict:
         trainer.fit(max_steps=args.steps)
         elapsed = time.perf_counter() - started
         result = {"iterations/s": args.steps / elapsed, "images/s": args.steps * args.batch / elapsed,
-                  "structure wait share": trainer._wait / trainer._busy, "structure workers": trainer.structure_workers, "size": args.size, "batch": args.batch, "device": str(trainer.device)}
+                  "structure wait share": trainer._wait / trainer._busy, "structure workers": trainer.structure_workers,
+                  "size": args.size, "batch": args.batch, "device": str(trainer.device)}
     print(f"\nAdversarial training at {args.size}x{args.size}, batch {args.batch}, {args.steps} timed steps")
     print_table([result], list(result))
     return result
