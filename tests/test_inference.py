@@ -143,3 +143,46 @@ def test_inference_benchmark_reports_every_backend_against_eager(capsys):
     for row in rows:
         assert row["ms/frame"] > 0 and row["frames/s"] == pytest.approx(1000 / row["ms/frame"])
         assert row["PSNR dB"] > 40, row
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two images in [-1, 1] (peak-to-peak 2)."""
+    return float(10 * torch.log10(4 / (a - b).pow(2).mean()))
+
+
+def test_int8_export_quantizes_the_inner_convs_and_stays_close_to_float(small_generator, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from animescene.data import example_photos
+    from animescene.export import export_int8_onnx
+
+    photos, _ = example_photos(4, 64)
+    path = export_int8_onnx(small_generator, tmp_path / "g8.onnx", photos[1:])
+    assert not (tmp_path / "g8.float.onnx").exists()
+    model = onnx.load(str(path))
+    int8 = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    assert len(convs) == sum(isinstance(m, torch.nn.Conv2d) for m in small_generator.modules())
+    for conv in convs[1:-1]:  # weight and input both come through DequantizeLinear, the weight from int8
+        weight, data = producers[conv.input[1]], producers[conv.input[0]]
+        assert weight.op_type == "DequantizeLinear" and weight.input[0] in int8, conv.name
+        assert data.op_type == "DequantizeLinear", conv.name
+    for conv in (convs[0], convs[-1]):  # photo in, picture out: float weights
+        assert conv.input[1] not in producers or producers[conv.input[1]].op_type != "DequantizeLinear", conv.name
+    # a photo the calibration did not see, at another size (H and W stay dynamic)
+    x = torch.nn.functional.interpolate(photos[:1], size=(48, 80), mode="area")
+    got = torch.from_numpy(ort.InferenceSession(str(path)).run(["output"], {"input": x.numpy()})[0])
+    with torch.no_grad():
+        expected = small_generator(x)
+    assert got.shape == expected.shape
+    assert _psnr(got, expected) > 40
+
+
+def test_int8_export_rejects_a_calibration_batch_of_the_wrong_shape(small_generator, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from animescene.export import export_int8_onnx
+
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        export_int8_onnx(small_generator, tmp_path / "g8.onnx", torch.zeros(3, 64, 64))

@@ -68,3 +68,22 @@ def test_loader_from_converted_file_equals_loader_from_tflite(tflite_path, tmp_p
 def test_missing_official_weights_name_the_download_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="data_scripts.download whitebox-official"):
         load_official_whitebox(tmp_path / "absent.pt")
+
+
+def test_int8_official_generator_keeps_40_db_against_float(tflite_path, tmp_path):
+    """Issue 5's bar for a quantized backend: PSNR >= 40 dB against float32, on a photo outside the
+    calibration set, with the guided filter in float32 on both sides."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from animescene.data import example_photos
+    from animescene.export import export_int8_onnx
+
+    model = load_official_whitebox(tflite_path).eval()
+    photos, _ = example_photos(6, 256)
+    path = export_int8_onnx(model, tmp_path / "whitebox_int8.onnx", photos[1:])
+    x = F.interpolate(example_photos(1, 432)[0], size=(432, 768), mode="bilinear", align_corners=False).clamp(-1, 1)
+    raw = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["output"], {"input": x.numpy()})[0]
+    got = guided_filter(x, torch.from_numpy(raw), 1, 5e-3).clamp(-1, 1)
+    expected = _ours(model, x).clamp(-1, 1)
+    psnr = float(10 * torch.log10(4 / (got - expected).pow(2).mean()))
+    assert psnr >= 40, f"{psnr:.1f} dB"
