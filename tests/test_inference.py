@@ -180,6 +180,16 @@ def test_int8_export_quantizes_the_inner_convs_and_stays_close_to_float(small_ge
     assert _psnr(got, expected) > 40
 
 
+def test_export_command_writes_int8_and_reports_its_psnr(weights_file, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    assert cli(["export", str(tmp_path / "g8.onnx"), "--weights", str(weights_file), "--int8"]) == 0
+    psnr = float(capsys.readouterr().out.split("PSNR ")[1].split(" dB")[0])
+    assert psnr > 40
+    session = ort.InferenceSession(str(tmp_path / "g8.onnx"))
+    assert session.run(["output"], {"input": np.zeros((1, 3, 16, 24), np.float32)})[0].shape == (1, 3, 16, 24)
+
+
 def test_int8_export_rejects_a_calibration_batch_of_the_wrong_shape(small_generator, tmp_path):
     pytest.importorskip("onnxruntime")
     from animescene.export import export_int8_onnx
