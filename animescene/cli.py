@@ -125,6 +125,7 @@ def _export_int8(generator, args) -> int:
 
     from .data import example_photos
     from .export import export_int8_onnx
+    from .images import psnr
 
     photos, _ = example_photos(6, 360)
     path = export_int8_onnx(generator, args.output, photos[1:])  # photo 0 stays out for the check
@@ -134,8 +135,7 @@ def _export_int8(generator, args) -> int:
         got = torch.from_numpy(session.run(["output"], {"input": photos[:1].numpy()})[0])
         with torch.no_grad():
             expected = generator.eval().cpu().float()(photos[:1])
-        psnr = float(10 * torch.log10(4 / (got - expected).pow(2).mean()))
-        print(f"int8 vs float32 PyTorch on a photo outside the calibration: PSNR {psnr:.1f} dB")
+        print(f"int8 vs float32 PyTorch on a photo outside the calibration: PSNR {psnr(got, expected):.1f} dB")
     return 0
 
 

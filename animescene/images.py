@@ -59,6 +59,15 @@ def check_range(x: torch.Tensor, name: str = "x", low: float = -1.0, high: float
         )
 
 
+def psnr(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of ``x`` against ``reference``, both in [-1, 1] (peak-to-peak 2).
+
+    ``inf`` when they are equal. Any shapes that broadcast; computed in float64.
+    """
+    mse = float((x.double() - reference.double()).pow(2).mean())
+    return float("inf") if mse == 0 else 10 * float(np.log10(4.0 / mse))
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """An ``(H, W)``, ``(H, W, 1|3|4)`` uint8/uint16/float array -> a ``(1, 3, H, W)`` float32 tensor in [-1, 1].
 

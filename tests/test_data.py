@@ -161,3 +161,14 @@ def test_image_folder_dataset_serves_centre_squares_and_paths(folders):
     assert len(dataset) == 6 and image.shape == (3, SIZE, SIZE) and path.endswith("img02.png")
     whole, _ = ImageFolderDataset(folders[0])[0]
     assert whole.shape == (3, 48, 64)
+
+
+def test_psnr_matches_hand_computed_values():
+    from animescene.images import psnr
+
+    x = torch.zeros(1, 3, 4, 4)
+    assert psnr(x + 0.2, x) == pytest.approx(20.0)  # mse 0.04 -> 10 log10(4 / 0.04)
+    noisy = x.clone()
+    noisy[0, 0, 0, 0] = 2.0  # one error of 2 in 48 values: mse 4/48
+    assert psnr(noisy, x) == pytest.approx(10 * np.log10(48))
+    assert psnr(x, x) == float("inf")
