@@ -266,7 +266,6 @@ def _backends(graph, device: torch.device) -> list[tuple[str, callable]]:
     backends.append(("onnxruntime fp32", lambda x: _onnxruntime(graph, x, device)))
     if device.type == "cpu":
         backends.append(("onnxruntime int8 (+ fp32 guided filter)", lambda x: _onnxruntime_int8(graph, x)))
-    if device.type == "cpu":
         backends.append(("openvino fp32", lambda x: _openvino(graph, x, "f32")))
         if _cpu_has_bf16():
             backends.append(("openvino bf16 (+ fp32 guided filter)", lambda x: _openvino(graph, x, "bf16")))
@@ -301,15 +300,12 @@ def _onnxruntime_int8(graph, x):
 
     import onnxruntime as ort
 
-    from .data import example_photos
     from .export import export_int8_onnx
     from .filters import guided_filter
     from .inference import GUIDED_EPS, GUIDED_R
 
-    photos, _ = example_photos(6, 360)
     path = os.path.join(tempfile.mkdtemp(prefix="animescene_bench_"), "generator_int8.onnx")
-    session = ort.InferenceSession(export_int8_onnx(graph.generator, path, photos[1:]),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(export_int8_onnx(graph.generator, path), providers=["CPUExecutionProvider"])
     feed = {"input": x.cpu().numpy()}
 
     def run():

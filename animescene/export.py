@@ -53,7 +53,7 @@ def export_onnx(generator: UNetGenerator, path, *, example_size: tuple[int, int]
     return path
 
 
-def export_int8_onnx(generator: UNetGenerator, path, calibration: torch.Tensor) -> Path:
+def export_int8_onnx(generator: UNetGenerator, path, calibration: torch.Tensor | None = None) -> Path:
     """Write the bare generator (no post-process) to ``path`` as a statically quantized int8 ONNX model.
 
     Args:
@@ -61,6 +61,7 @@ def export_int8_onnx(generator: UNetGenerator, path, calibration: torch.Tensor) 
         path: the ``.onnx`` file to write.
         calibration: ``(N, 3, H, W)`` photos in [-1, 1], ``H`` and ``W`` multiples of 8, whose activation
             ranges fix the int8 scales (a handful of real photos is enough; not the images you measure on).
+            Default: :func:`calibration_photos`.
 
     Weights are int8 per output channel, activations uint8 per tensor (QDQ format). The weights keep
     7 bits (``reduce_range``): AVX2 CPUs without VNNI multiply uint8 by int8 into 16-bit sums that
@@ -74,6 +75,8 @@ def export_int8_onnx(generator: UNetGenerator, path, calibration: torch.Tensor) 
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static
 
+    if calibration is None:
+        calibration = calibration_photos()
     if calibration.ndim != 4 or calibration.shape[1] != 3 or calibration.shape[0] == 0:
         raise ValueError(f"calibration must be a non-empty (N, 3, H, W) batch, got {tuple(calibration.shape)}")
 
@@ -96,6 +99,17 @@ def export_int8_onnx(generator: UNetGenerator, path, calibration: torch.Tensor) 
     finally:
         float_path.unlink(missing_ok=True)
     return path
+
+
+def calibration_photos() -> torch.Tensor:
+    """``(5, 3, 360, 360)``: the course's example photos 2 to 6, the default int8 calibration set.
+
+    Photo 1 (``example_photos(1, size)``, the benchmark's frame) is left out, so that checking an
+    int8 model on it does not flatter the result.
+    """
+    from .data import example_photos
+
+    return example_photos(6, 360)[0][1:]
 
 
 def verify_onnx(path, generator: UNetGenerator, sizes=((64, 96), (120, 200)), atol: float = 1e-4) -> float:

@@ -145,17 +145,13 @@ def test_inference_benchmark_reports_every_backend_against_eager(capsys):
         assert row["PSNR dB"] > 40, row
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two images in [-1, 1] (peak-to-peak 2)."""
-    return float(10 * torch.log10(4 / (a - b).pow(2).mean()))
-
-
 def test_int8_export_quantizes_the_inner_convs_and_stays_close_to_float(small_generator, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     from animescene.data import example_photos
     from animescene.export import export_int8_onnx
+    from animescene.images import psnr
 
     photos, _ = example_photos(4, 64)
     path = export_int8_onnx(small_generator, tmp_path / "g8.onnx", photos[1:])
@@ -177,7 +173,7 @@ def test_int8_export_quantizes_the_inner_convs_and_stays_close_to_float(small_ge
     with torch.no_grad():
         expected = small_generator(x)
     assert got.shape == expected.shape
-    assert _psnr(got, expected) > 40
+    assert psnr(got, expected) > 40
 
 
 def test_export_command_writes_int8_and_reports_its_psnr(weights_file, tmp_path, capsys):

@@ -77,6 +77,7 @@ def test_int8_official_generator_keeps_40_db_against_float(tflite_path, tmp_path
     pytest.importorskip("onnxscript")
     from animescene.data import example_photos
     from animescene.export import export_int8_onnx
+    from animescene.images import psnr
 
     model = load_official_whitebox(tflite_path).eval()
     photos, _ = example_photos(6, 256)
@@ -85,5 +86,4 @@ def test_int8_official_generator_keeps_40_db_against_float(tflite_path, tmp_path
     raw = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["output"], {"input": x.numpy()})[0]
     got = guided_filter(x, torch.from_numpy(raw), 1, 5e-3).clamp(-1, 1)
     expected = _ours(model, x).clamp(-1, 1)
-    psnr = float(10 * torch.log10(4 / (got - expected).pow(2).mean()))
-    assert psnr >= 40, f"{psnr:.1f} dB"
+    assert psnr(got, expected) >= 40, f"{psnr(got, expected):.1f} dB"
