@@ -301,16 +301,13 @@ def _onnxruntime_int8(graph, x):
     import onnxruntime as ort
 
     from .export import export_int8_onnx
-    from .filters import guided_filter
-    from .inference import GUIDED_EPS, GUIDED_R
 
     path = os.path.join(tempfile.mkdtemp(prefix="animescene_bench_"), "generator_int8.onnx")
     session = ort.InferenceSession(export_int8_onnx(graph.generator, path), providers=["CPUExecutionProvider"])
     feed = {"input": x.cpu().numpy()}
 
     def run():
-        out = torch.from_numpy(session.run(["output"], feed)[0])
-        return guided_filter(x, out, GUIDED_R, GUIDED_EPS).clamp(-1, 1)
+        return graph.post_process(x, torch.from_numpy(session.run(["output"], feed)[0]))
 
     return run
 
@@ -319,9 +316,6 @@ def _openvino(graph, x, precision: str):
     """OpenVINO on the CPU. In bf16 only the generator runs in OpenVINO and the guided filter stays in
     float32 (PyTorch), as in our own bf16 backend: in bf16 its variance terms lose the picture."""
     import openvino as ov
-
-    from .filters import guided_filter
-    from .inference import GUIDED_EPS, GUIDED_R
 
     whole = precision == "f32"
     core = ov.Core()
@@ -332,7 +326,7 @@ def _openvino(graph, x, precision: str):
 
     def run():
         out = torch.from_numpy(request.infer({0: feed})[compiled.output(0)].copy())
-        return out if whole else guided_filter(x, out, GUIDED_R, GUIDED_EPS).clamp(-1, 1)
+        return out if whole else graph.post_process(x, out)
 
     return run
 

@@ -29,7 +29,12 @@ class CartoonizeGraph(torch.nn.Module):
         self.generator = generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return guided_filter(x, self.generator(x), GUIDED_R, GUIDED_EPS).clamp(-1.0, 1.0)
+        return self.post_process(x, self.generator(x))
+
+    @staticmethod
+    def post_process(x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """The float32 guided filter and clamp on a generator output ``raw`` made elsewhere (int8, bf16)."""
+        return guided_filter(x, raw, GUIDED_R, GUIDED_EPS).clamp(-1.0, 1.0)
 
 
 def export_onnx(generator: UNetGenerator, path, *, example_size: tuple[int, int] = (256, 256), opset: int = 18,
