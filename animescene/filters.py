@@ -10,7 +10,9 @@ a guide ``I`` inside every ``(2r+1) x (2r+1)`` window :math:`\omega_k`:
 
 and averages ``a`` and ``b`` over the windows that cover each pixel: ``q = mean(a) * I + mean(b)``.
 Every mean is a box filter, so the whole filter is a handful of box filters and element-wise maths:
-differentiable, batched, and the same code on CPU and GPU.
+differentiable, batched, and the same code on CPU and GPU. That tensor-op form runs whenever an input
+needs a gradient, off the CPU, and under ``torch.export``/``torch.compile``. For CPU inference,
+:mod:`animescene.filters_cpu` computes the same filters in one fused, cache-resident pass.
 
 White-box Cartoonization uses it twice: ``guided_filter(x, x, r=5, eps=0.2)`` is the surface
 representation, and ``guided_filter(x, G(x), r=1, eps=5e-3)`` cleans the generator's output.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import filters_cpu
 from .images import check_batch
 
 BORDERS = ("clip", "reflect")
@@ -43,15 +46,17 @@ def box_filter(x: torch.Tensor, r: int, border: str = "clip") -> torch.Tensor:
     Lesson 01 builds this with cumulative sums, which cost O(1) per pixel whatever ``r`` is. Here it is
     two 1-D depthwise convolutions with a ones kernel instead: for the small radii of this course
     (1 and 5) that is several times faster on CPU (oneDNN, channels-last) and GPU, and exact to float32
-    rounding.
+    rounding. On the CPU, when ``x`` needs no gradient, :func:`animescene.filters_cpu.box_filter`
+    computes the same means in one pass instead.
 
     Example:
         >>> box_filter(torch.ones(1, 1, 4, 4), 1)[0, 0, 0, 0]
         tensor(1.)
     """
     _check_radius(x, r, "x")
-    if border not in BORDERS:
-        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
+    _check_border(border)
+    if filters_cpu.usable(x):
+        return filters_cpu.box_filter(x, r, border == "reflect").contiguous(memory_format=_memory_format(x))
     with _no_autocast(x):
         return _box_mean(x, r, border).contiguous(memory_format=_memory_format(x))
 
@@ -75,7 +80,8 @@ def guided_filter(
 
     float16 and bfloat16 inputs are computed in float32 and returned in their own dtype, and an
     enclosing ``torch.autocast`` region is suspended: the variance ``mean(I*I) - mean(I)^2`` cancels
-    catastrophically with an 8- or 11-bit mantissa.
+    catastrophically with an 8- or 11-bit mantissa. On the CPU, when neither input needs a gradient,
+    the fused kernel :func:`animescene.filters_cpu.guided_filter` computes the result.
 
     Example:
         >>> x = torch.rand(2, 3, 64, 64) * 2 - 1
@@ -84,10 +90,15 @@ def guided_filter(
     check_batch(guide, "guide")
     check_batch(src, "src")
     _check_pair(guide, src, "guide", "src")
+    _check_radius(src, r, "src")
+    _check_border(border)
     _check_eps(eps)
     out_dtype = src.dtype
     with _no_autocast(src):
         guide, src = _compute_dtype(guide), _compute_dtype(src)
+        if filters_cpu.usable(guide, src):
+            out = filters_cpu.guided_filter(guide, src, r, eps, border == "reflect")
+            return out.to(out_dtype).contiguous(memory_format=_memory_format(src))
         a, b = _linear_coefficients(guide, src, r, eps, border)
         mean_a, mean_b = _box_mean(_cat_channels_last([a, b]), r, border).chunk(2, dim=1)
         out = torch.addcmul(mean_b, mean_a, guide)
@@ -129,6 +140,8 @@ def fast_guided_filter(
             f"hr_guide must have lr_guide's batch and channels {tuple(lr_guide.shape[:2])}, "
             f"got {tuple(hr_guide.shape[:2])}"
         )
+    _check_radius(lr_src, r, "lr_src")
+    _check_border(border)
     _check_eps(eps)
     out_dtype = lr_src.dtype
     with _no_autocast(lr_src):
@@ -194,9 +207,6 @@ def _rescale_clipped_edges(means: torch.Tensor, r: int) -> torch.Tensor:
 
 def _linear_coefficients(guide, src, r, eps, border):
     """The per-window ``a`` and ``b`` of the linear model ``q = a * I + b``, each ``(B, C, H, W)``."""
-    _check_radius(src, r, "src")
-    if border not in BORDERS:
-        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
     c_guide, c_src = guide.shape[1], src.shape[1]
     # The four statistics are stacked along the channels so that their means are few convolutions;
     # oneDNN's depthwise kernel is fastest on at most 8 channels, hence two stacks for a colour guide.
@@ -257,6 +267,11 @@ def _check_radius(x, r, name):
             f"r={r} is too large for a {x.shape[-2]}x{x.shape[-1]} image: the window (2r+1) must fit, "
             f"so r must be < {min(x.shape[-2:])}; use a smaller radius or a larger image"
         )
+
+
+def _check_border(border):
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
 
 
 def _check_pair(guide, src, guide_name, src_name):

@@ -1,4 +1,9 @@
-"""Box and guided filters against OpenCV and a float64 re-implementation."""
+"""Box and guided filters against OpenCV and a float64 re-implementation.
+
+The filters have two forms, and the reference tests run both: the fused CPU kernel
+(``animescene.filters_cpu``), which runs when no input needs a gradient, and the differentiable
+tensor ops, which run when one does.
+"""
 
 import cv2
 import numpy as np
@@ -6,7 +11,19 @@ import pytest
 import skimage.data
 import torch
 
+from animescene import filters_cpu
 from animescene.filters import GuidedFilter, box_filter, fast_guided_filter, guided_filter
+
+FORMS = ["fused CPU kernel", "tensor ops"]
+
+
+def _in_form(form, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` run in ``form``: the tensor ops are chosen by inputs that need a gradient."""
+    if form == "tensor ops":
+        args = [a.detach().clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in args]
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    assert filters_cpu.usable(*tensors) == (form == "fused CPU kernel")
+    return fn(*args, **kwargs).detach()
 
 
 def _box_reference(x: np.ndarray, r: int, border: str) -> np.ndarray:
@@ -50,24 +67,29 @@ def _nchw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("border", ["clip", "reflect"])
-@pytest.mark.parametrize("r", [0, 1, 3])
-def test_box_filter_equals_float64_window_mean(border, r):
+@pytest.mark.parametrize("r", [0, 1, 3, 8])
+def test_box_filter_equals_float64_window_mean(form, border, r):
+    """r=8 on 13 rows: windows wider than half the image, clipped or mirrored on both sides at once."""
     x = np.random.default_rng(1).random((13, 17))
-    got = box_filter(torch.from_numpy(x)[None, None], r, border)[0, 0].numpy()
+    got = _in_form(form, box_filter, torch.from_numpy(x)[None, None], r, border)[0, 0].numpy()
     np.testing.assert_allclose(got, _box_reference(x, r, border), atol=1e-12)
 
 
-def test_box_filter_reflect_matches_opencv_box_filter():
-    x = np.random.default_rng(2).random((40, 50)).astype(np.float32)
-    ref = cv2.boxFilter(x, -1, (11, 11), normalize=True, borderType=cv2.BORDER_REFLECT)
-    got = box_filter(torch.from_numpy(x)[None, None], 5, "reflect")[0, 0].numpy()
-    np.testing.assert_allclose(got, ref, atol=1e-5)
+@pytest.mark.parametrize("form", FORMS)
+def test_box_filter_reflect_matches_opencv_box_filter(form):
+    x = np.random.default_rng(2).random((2, 40, 50)).astype(np.float32)
+    got = _in_form(form, box_filter, torch.from_numpy(x)[None], 5, "reflect")[0].numpy()
+    for plane, out in zip(x, got):
+        ref = cv2.boxFilter(plane, -1, (11, 11), normalize=True, borderType=cv2.BORDER_REFLECT)
+        np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("source", ["random", "real"])
 @pytest.mark.parametrize("r,eps", [(1, 5e-3), (5, 0.2), (8, 1e-2)])
-def test_guided_filter_matches_opencv_everywhere(source, r, eps):
+def test_guided_filter_matches_opencv_everywhere(form, source, r, eps):
     """Gray guide, colour source, OpenCV's reflect border: interior and borders within 1e-4."""
     if source == "random":
         image = np.random.default_rng(3).random((64, 80, 3), dtype=np.float32)
@@ -75,35 +97,94 @@ def test_guided_filter_matches_opencv_everywhere(source, r, eps):
         image = _real_image()
     guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     ref = cv2.ximgproc.guidedFilter(guide, image, r, eps)
-    got = guided_filter(_nchw(guide[:, :, None]), _nchw(image), r, eps, border="reflect")[0]
+    got = _in_form(form, guided_filter, _nchw(guide[:, :, None]), _nchw(image), r, eps, border="reflect")[0]
     diff = np.abs(got.permute(1, 2, 0).numpy() - ref)
     assert diff[r:-r, r:-r].max() < 1e-4, "interior"
     assert diff.max() < 1e-4, "borders"
 
 
-def test_channelwise_guide_equals_opencv_per_channel():
+@pytest.mark.parametrize("form", FORMS)
+def test_channelwise_guide_equals_opencv_per_channel(form):
     """A (B, C, H, W) guide steers each channel with its own channel (White-box's form)."""
     image = _real_image((48, 64))
     src = np.random.default_rng(4).random(image.shape, dtype=np.float32)
-    got = guided_filter(_nchw(image), _nchw(src), 2, 1e-2, border="reflect")[0].permute(1, 2, 0).numpy()
+    got = _in_form(form, guided_filter, _nchw(image), _nchw(src), 2, 1e-2, border="reflect")
+    got = got[0].permute(1, 2, 0).numpy()
     for c in range(3):
         ref = cv2.ximgproc.guidedFilter(image[:, :, c], src[:, :, c], 2, 1e-2)
         np.testing.assert_allclose(got[:, :, c], ref, atol=1e-4)
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("border", ["clip", "reflect"])
-def test_guided_filter_equals_float64_reference(border):
+@pytest.mark.parametrize("r", [3, 10])
+def test_guided_filter_equals_float64_reference(form, border, r):
+    """r=10 on 21 rows: every window of the second box filter reaches past an edge."""
     rng = np.random.default_rng(5)
     guide, src = rng.random((21, 26)), rng.random((21, 26))
-    got = guided_filter(torch.from_numpy(guide)[None, None], torch.from_numpy(src)[None, None], 3, 0.05, border)
-    np.testing.assert_allclose(got[0, 0].numpy(), _guided_reference(guide, src, 3, 0.05, border), atol=1e-10)
+    t = lambda a: torch.from_numpy(a)[None, None]  # noqa: E731
+    got = _in_form(form, guided_filter, t(guide), t(src), r, 0.05, border)
+    np.testing.assert_allclose(got[0, 0].numpy(), _guided_reference(guide, src, r, 0.05, border), atol=1e-10)
 
 
-def test_guided_filter_is_batched_and_per_sample():
+@pytest.mark.parametrize("form", FORMS)
+def test_guided_filter_is_batched_and_per_sample(form):
     x = torch.rand(3, 3, 32, 40)
-    batched = guided_filter(x, x, 2, 0.1)
+    batched = _in_form(form, guided_filter, x, x, 2, 0.1)
     for i in range(3):
-        torch.testing.assert_close(batched[i : i + 1], guided_filter(x[i : i + 1], x[i : i + 1], 2, 0.1))
+        one = _in_form(form, guided_filter, x[i : i + 1], x[i : i + 1], 2, 0.1)
+        torch.testing.assert_close(batched[i : i + 1], one)
+
+
+def test_fused_kernel_runs_without_gradients_and_tensor_ops_with(monkeypatch):
+    calls = []
+    fused = filters_cpu.guided_filter
+    monkeypatch.setattr(filters_cpu, "guided_filter", lambda *args: calls.append(args) or fused(*args))
+    x = torch.rand(1, 3, 24, 24)
+    plain = guided_filter(x, x, 2, 0.1)
+    assert len(calls) == 1
+    y = x.clone().requires_grad_()
+    differentiable = guided_filter(y, y, 2, 0.1)
+    differentiable.sum().backward()
+    assert len(calls) == 1 and y.grad is not None
+    with torch.no_grad():
+        guided_filter(y, y, 2, 0.1)
+    assert len(calls) == 2
+    torch.testing.assert_close(plain, differentiable.detach())
+
+
+def test_exported_and_traced_guided_filter_record_tensor_ops_not_a_constant():
+    """torch.export (our ONNX export) and torch.jit.trace must see ops that follow new inputs."""
+    first, second = torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        exported = torch.export.export(GuidedFilter(1, 1e-2), (first, first)).module()
+        torch.testing.assert_close(exported(second, second), guided_filter(second, second, 1, 1e-2))
+        # the clipped border's band sizes are Python ints, which jit.trace cannot follow; reflect traces
+        traced = torch.jit.trace(GuidedFilter(1, 1e-2, "reflect"), (first, first), check_trace=False)
+        torch.testing.assert_close(traced(second, second), guided_filter(second, second, 1, 1e-2, "reflect"))
+
+
+def test_fused_kernel_does_not_depend_on_thread_count_or_strips():
+    """150 rows at r=5 are 8 strips per sample; any thread count gives the same bits."""
+    x = torch.rand(2, 3, 150, 70)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = guided_filter(x, x, 5, 0.2), box_filter(x, 5)
+        torch.set_num_threads(3)
+        three = guided_filter(x, x, 5, 0.2), box_filter(x, 5)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
+    torch.testing.assert_close(one[0], _in_form("tensor ops", guided_filter, x, x, 5, 0.2))
+
+
+def test_fused_kernel_keeps_memory_format_and_source_dtype():
+    guide = torch.rand(2, 1, 30, 40, dtype=torch.float64)
+    src = torch.rand(2, 3, 30, 40)
+    out = guided_filter(guide, src.contiguous(memory_format=torch.channels_last), 2, 0.05)
+    assert out.dtype == torch.float32 and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, _in_form("tensor ops", guided_filter, guide, src, 2, 0.05))
 
 
 def test_guided_filter_keeps_edges_and_flattens_noise():
