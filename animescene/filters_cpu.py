@@ -22,6 +22,10 @@ safe to use in forked data-loader workers.
 whenever :func:`usable` says so: nothing needs a gradient, the tensors are on the CPU in float32 or
 float64, and no tracer or compiler is recording. Everywhere else the tensor-op form runs. The tests
 hold both forms to the same OpenCV and float64 references.
+
+One difference is by design: a NaN or infinity in the input spreads down its column to the end of
+its strip, because a running sum cannot subtract it back out. The tensor ops confine it to the
+windows that hold it. Neither result means anything, so the kernel spends no pass checking for it.
 """
 
 from __future__ import annotations

@@ -153,6 +153,7 @@ def test_fused_kernel_runs_without_gradients_and_tensor_ops_with(monkeypatch):
     torch.testing.assert_close(plain, differentiable.detach())
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
 def test_exported_and_traced_guided_filter_record_tensor_ops_not_a_constant():
     """torch.export (our ONNX export) and torch.jit.trace must see ops that follow new inputs."""
     first, second = torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 20)
@@ -293,3 +294,14 @@ def test_guided_filter_ignores_an_enclosing_autocast():
         inside = guided_filter(x, y, 1, 5e-3)
     assert inside.dtype == torch.float32
     torch.testing.assert_close(inside, guided_filter(x, y, 1, 5e-3))
+
+
+def test_filters_benchmark_times_both_forms_against_opencv():
+    from animescene.bench import guided_filter_vs_opencv
+
+    rows = guided_filter_vs_opencv(repeats=1)
+    assert [row["case"].split(" border=")[1] for row in rows] == ["reflect", "clip"] * 2
+    assert {row["case"].split(" ")[0] for row in rows} == {"r=1", "r=5"}
+    for row in rows:
+        assert 0 < row["ours ms"] and 0 < row["differentiable ms"] and 0 < row["OpenCV ms"]
+        assert row["ours/OpenCV"] == pytest.approx(row["ours ms"] / row["OpenCV ms"])
