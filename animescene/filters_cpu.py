@@ -30,7 +30,7 @@ windows that hold it. Neither result means anything, so the kernel spends no pas
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -97,11 +97,10 @@ def _run(kernel, args: tuple, tasks: np.ndarray) -> None:
     if threads <= 1:
         kernel(*args, tasks)
         return
-    workers = [threading.Thread(target=kernel, args=(*args, tasks[i::threads])) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    # a pool per call: nothing outlives it (fork-safe), and .result() re-raises a thread's error
+    with ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(kernel, *args, tasks[i::threads]) for i in range(threads)]:
+            done.result()
 
 
 _jit = numba.njit(nogil=True, cache=True, error_model="numpy")
