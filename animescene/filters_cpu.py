@@ -126,13 +126,21 @@ def _inverse_counts(n, r, reflect, dtype):
 
 
 @_jit
-def _box_strip(src, first, y0, y1, r, reflect, out, column, row, inverse_y, inverse_x):
+def _box_scratch(height, width, r, reflect, dtype):
+    """What :func:`_box_strip` works in: a float64 column-sum row, a padded row, inverse window counts."""
+    column = np.empty(width, np.float64)
+    row = np.empty(width + 2 * r, dtype)
+    return column, row, _inverse_counts(height, r, reflect, dtype), _inverse_counts(width, r, reflect, dtype)
+
+
+@_jit
+def _box_strip(src, first, y0, y1, r, reflect, out, scratch):
     """Window means of rows ``[y0, y1)`` of a plane into ``out`` (``y1 - y0`` rows).
 
-    ``src`` holds the plane's rows ``[first, first + len(src))``, which must cover the windows.
-    ``column`` and ``row`` are scratch; ``inverse_y`` and ``inverse_x`` are ``_inverse_counts`` of the
-    plane's height and width.
+    ``src`` holds the plane's rows ``[first, first + len(src))``, which must cover the windows;
+    ``scratch`` is :func:`_box_scratch` of the plane's size.
     """
+    column, row, inverse_y, inverse_x = scratch
     height, width = len(inverse_y), src.shape[1]
     size = 2 * r + 1
     column[:] = 0.0
@@ -169,14 +177,10 @@ def _box_strip(src, first, y0, y1, r, reflect, out, column, row, inverse_y, inve
 @_jit
 def _box_planes(planes, out, r, reflect, tasks):
     """:func:`box_filter` of ``(P, H, W)`` planes over ``(plane, y0, y1)`` tasks."""
-    height, width = planes.shape[1], planes.shape[2]
-    column = np.empty(width, np.float64)
-    row = np.empty(width + 2 * r, planes.dtype)
-    inverse_y = _inverse_counts(height, r, reflect, planes.dtype)
-    inverse_x = _inverse_counts(width, r, reflect, planes.dtype)
+    scratch = _box_scratch(planes.shape[1], planes.shape[2], r, reflect, planes.dtype)
     for t in range(tasks.shape[0]):
         p, y0, y1 = tasks[t, 0], tasks[t, 1], tasks[t, 2]
-        _box_strip(planes[p], 0, y0, y1, r, reflect, out[p, y0:y1], column, row, inverse_y, inverse_x)
+        _box_strip(planes[p], 0, y0, y1, r, reflect, out[p, y0:y1], scratch)
 
 
 @_jit
@@ -192,10 +196,7 @@ def _guided_strips(guide, src, out, r, eps, reflect, tasks):
     stat_means = np.empty((count, rows + 2 * r, width), src.dtype)
     coefficients = np.empty((2 * channels, rows + 2 * r, width), src.dtype)  # a then b
     coefficient_means = np.empty((2 * channels, rows, width), src.dtype)
-    column = np.empty(width, np.float64)
-    row = np.empty(width + 2 * r, src.dtype)
-    inverse_y = _inverse_counts(height, r, reflect, src.dtype)
-    inverse_x = _inverse_counts(width, r, reflect, src.dtype)
+    scratch = _box_scratch(height, width, r, reflect, src.dtype)
     for t in range(tasks.shape[0]):
         n, y0, y1 = tasks[t, 0], tasks[t, 1], tasks[t, 2]
         lo, hi = max(0, y0 - r), min(height, y1 + r)  # rows of a and b that the last means need
@@ -213,7 +214,7 @@ def _guided_strips(guide, src, out, r, eps, reflect, tasks):
                     stats[2 * guides + c, i, j] = src[n, c, y, j]
                     stats[2 * guides + channels + c, i, j] = src[n, c, y, j] * guide[n, g, y, j]
         for s in range(count):
-            _box_strip(stats[s], stats_lo, lo, hi, r, reflect, stat_means[s], column, row, inverse_y, inverse_x)
+            _box_strip(stats[s], stats_lo, lo, hi, r, reflect, stat_means[s], scratch)
         for c in range(channels):
             g = c if guides > 1 else 0
             mean_i, corr_ii = stat_means[g], stat_means[guides + g]
@@ -225,9 +226,7 @@ def _guided_strips(guide, src, out, r, eps, reflect, tasks):
                     a[i, j] = (corr_ip[i, j] - m * mean_p[i, j]) / (corr_ii[i, j] - m * m + eps)
                     b[i, j] = mean_p[i, j] - a[i, j] * m
         for s in range(2 * channels):
-            _box_strip(
-                coefficients[s], lo, y0, y1, r, reflect, coefficient_means[s], column, row, inverse_y, inverse_x
-            )
+            _box_strip(coefficients[s], lo, y0, y1, r, reflect, coefficient_means[s], scratch)
         for c in range(channels):
             g = c if guides > 1 else 0
             for i in range(y1 - y0):
