@@ -17,7 +17,7 @@ import time
 import torch
 from torch.utils.data import Dataset
 
-from .filters import guided_filter
+from .filters import post_process
 from .images import to_uint8
 from .losses import Betas, GeneratorLoss
 from .models import UNetGenerator
@@ -141,7 +141,7 @@ def _cartoonize(generator: torch.nn.Module, photo: torch.Tensor) -> torch.Tensor
     generator.eval()
     with torch.no_grad():
         x = photo.to(device)
-        return guided_filter(x, generator(x), 1, 5e-3).clamp(-1, 1).cpu()
+        return post_process(x, generator(x)).cpu()
 
 
 def _png(image: torch.Tensor) -> bytes:

@@ -33,7 +33,7 @@ import skimage.data
 import torch
 
 from . import segmentation
-from .filters import guided_filter
+from .filters import guided_filter, post_process
 from .images import psnr
 from .representations import StructurePool, structure
 
@@ -202,9 +202,9 @@ def inference_backends(size=(720, 1280), repeats: int = 5, weights="official", d
     from .data import example_photos
     from .export import CartoonizeGraph
     from .models import UNetGenerator, load_generator, load_official_whitebox
-    from .runtime import default_device
+    from .runtime import resolve_device
 
-    device = default_device() if device == "auto" else torch.device(device)
+    device = resolve_device(device)
     if weights == "official":
         try:
             generator = load_official_whitebox()
@@ -320,7 +320,7 @@ def _onnxruntime_int8(graph, x):
     feed = {"input": x.cpu().numpy()}
 
     def run():
-        return graph.post_process(x, torch.from_numpy(session.run(["output"], feed)[0]))
+        return post_process(x, torch.from_numpy(session.run(["output"], feed)[0]))
 
     return run
 
@@ -339,7 +339,7 @@ def _openvino(graph, x, precision: str):
 
     def run():
         out = torch.from_numpy(request.infer({0: feed})[compiled.output(0)].copy())
-        return out if whole else graph.post_process(x, out)
+        return out if whole else post_process(x, out)
 
     return run
 

@@ -2,7 +2,7 @@
 
 Each sub-command is a thin layer over the library function a lesson teaches; ``--help`` on each says
 what it takes. Exit status: 0 on success, 1 when some inputs failed (the rest are still done), 2 on a
-usage error.
+usage error (one line naming the problem and the fix; ``--debug`` anywhere shows the traceback).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .errors import UsageError
+
 
 # sub-commands with parsers of their own: everything after the name is theirs
 DELEGATED = {"bench": "animescene.bench", "evaluate": "animescene.evaluate"}
@@ -18,6 +20,21 @@ DELEGATED = {"bench": "animescene.bench", "evaluate": "animescene.evaluate"}
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
+    try:
+        return _run(argv)
+    except UsageError as err:
+        if debug:
+            raise
+        print(f"animescene: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("animescene: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: list[str]) -> int:
     if argv[:1] and argv[0] in DELEGATED:
         import importlib
 

@@ -97,9 +97,9 @@ def evaluate(photos_dir, cartoons_dir, methods=(), *, extractor, subsets: int = 
         (:func:`~animescene.metrics.paired_fd_gain`, :func:`~animescene.metrics.paired_kid_gain`):
         the uncertainty that decides whether a method really moved towards the cartoons.
     """
-    from .runtime import default_device
+    from .runtime import resolve_device
 
-    device = default_device() if device == "auto" else device
+    device = resolve_device(device)
     extractor = extractor.to(device)
     sources = {name: _resolve_method(name, spec, device) for name, spec in _method_pairs(methods)}
     read = {"extractor": extractor, "size": size, "seed": seed, "batch_size": batch_size,

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .filters import guided_filter
-from .inference import GUIDED_EPS, GUIDED_R
+from .filters import post_process
 from .models import UNetGenerator
 
 
@@ -29,12 +28,7 @@ class CartoonizeGraph(torch.nn.Module):
         self.generator = generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.post_process(x, self.generator(x))
-
-    @staticmethod
-    def post_process(x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-        """The float32 guided filter and clamp on a generator output ``raw`` made elsewhere (int8, bf16)."""
-        return guided_filter(x, raw, GUIDED_R, GUIDED_EPS).clamp(-1.0, 1.0)
+        return post_process(x, self.generator(x))
 
 
 def export_onnx(generator: UNetGenerator, path, *, example_size: tuple[int, int] = (256, 256), opset: int = 18,

@@ -155,6 +155,35 @@ def fast_guided_filter(
     return out.to(out_dtype).contiguous(memory_format=_memory_format(lr_src))
 
 
+POST_PROCESS_R, POST_PROCESS_EPS = 1, 5e-3
+
+
+def post_process(photo: torch.Tensor, generated: torch.Tensor, small_photo: torch.Tensor | None = None) -> torch.Tensor:
+    r"""White-box's post-process of a generator output: ``clamp(guided_filter(x, G(x), 1, 5e-3), -1, 1)``.
+
+    The guided filter puts the photo's edges back into the generator's flat colours; the clamp bounds
+    the unbounded official generator. It always runs in float32 (``generated`` may come from a bf16 or
+    int8 generator). Inference, export, the widget and the trainer's sample grids all call this one
+    function.
+
+    Args:
+        photo: ``(B, 3, H, W)`` the photo in [-1, 1], the guide.
+        generated: ``(B, 3, h, w)`` the generator's output for ``small_photo`` (or for ``photo`` when
+            ``small_photo`` is None, then ``h, w == H, W``).
+        small_photo: ``(B, 3, h, w)`` the shrunk photo the generator saw, when it saw one: the
+            coefficients are then solved at ``h x w`` and applied to ``photo`` (:func:`fast_guided_filter`).
+
+    Returns:
+        ``(B, 3, H, W)`` float32 cartoon in [-1, 1].
+    """
+    generated = generated.float()
+    if small_photo is None:
+        out = guided_filter(photo.float(), generated, POST_PROCESS_R, POST_PROCESS_EPS)
+    else:
+        out = fast_guided_filter(small_photo.float(), generated, photo.float(), POST_PROCESS_R, POST_PROCESS_EPS)
+    return out.clamp(-1.0, 1.0)
+
+
 class GuidedFilter(torch.nn.Module):
     """Module form of :func:`guided_filter` with fixed ``r``, ``eps`` and ``border``."""
 

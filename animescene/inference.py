@@ -25,13 +25,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .filters import fast_guided_filter, guided_filter
+from .filters import post_process
 from .images import IMAGE_SUFFIXES, ImageReadError, check_batch, check_range, read_image, write_image
 from .models import SIZE_MULTIPLE, UNetGenerator, load_generator, load_official_whitebox
-from .runtime import default_device
+from .runtime import resolve_device
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-GUIDED_R, GUIDED_EPS = 1, 5e-3
 # An output pixel of the generator depends on input pixels up to 60 px away (measured from the
 # gradient's support); tiles overlap by more than that, so tiling changes nothing.
 TILE_MARGIN = 96
@@ -70,7 +69,7 @@ class Cartoonizer:
 
     def __init__(self, weights="official", device="auto", max_short_side: int | None = 720, tile: int = 1024,
                  dtype: torch.dtype = torch.float32):
-        self.device = default_device() if device == "auto" else torch.device(device)
+        self.device = resolve_device(device)
         if isinstance(weights, UNetGenerator):
             model = weights
         elif weights == "official":
@@ -92,11 +91,8 @@ class Cartoonizer:
         photo = x.to(self.device, torch.float32)
         small = self._shrink(photo)
         cartoon = self._generate(small)
-        if small.shape[-2:] == photo.shape[-2:]:
-            out = guided_filter(photo, cartoon, GUIDED_R, GUIDED_EPS)
-        else:
-            out = fast_guided_filter(small, cartoon, photo, GUIDED_R, GUIDED_EPS)
-        return out.clamp_(-1, 1).to(device)
+        shrunk = small.shape[-2:] != photo.shape[-2:]
+        return post_process(photo, cartoon, small if shrunk else None).to(device)
 
     def _shrink(self, x: torch.Tensor) -> torch.Tensor:
         short = min(x.shape[-2:])

@@ -37,6 +37,28 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def resolve_device(device="auto") -> torch.device:
+    """``"auto"`` -> :func:`default_device`; any other name or ``torch.device`` -> that device, checked.
+
+    Raises :class:`~animescene.errors.UsageError` for a malformed name or a device this machine lacks
+    (``"cuda"`` without a GPU), instead of failing later inside the first tensor operation.
+    """
+    from .errors import UsageError
+
+    if isinstance(device, str) and device == "auto":
+        return default_device()
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise UsageError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from err
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise UsageError(f"device {str(device)!r} is not available: this machine has "
+                         f"{torch.cuda.device_count()} CUDA GPU(s); use --device auto or cpu")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("device 'mps' is not available on this machine; use --device auto or cpu")
+    return device
+
+
 def cache_dir() -> Path:
     """Folder for downloaded and converted weights: ``$ANIMESCENE_HOME`` or ``~/.cache/animescene``."""
     home = os.environ.get(HOME_ENV)

@@ -46,12 +46,12 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from . import distributed
 from .data import ImageFolderDataset, UnpairedImages
-from .filters import guided_filter
+from .filters import guided_filter, post_process
 from .images import write_image
 from .losses import Betas, GeneratorLoss, discriminator_loss
 from .models import PatchDiscriminator, UNetGenerator
 from .representations import StructurePool, sample_color_shift, structure
-from .runtime import default_device, smoke_mode
+from .runtime import resolve_device, smoke_mode
 from .vgg import VGGFeatures, resolve_weights
 
 
@@ -177,7 +177,7 @@ class Trainer:
         self.config = config
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
-        self.device = distributed.device() if self.world_size > 1 else _device(config.device)
+        self.device = distributed.device() if self.world_size > 1 else resolve_device(config.device)
         self.out_dir = Path(config.out_dir)
         torch.manual_seed(config.seed)  # same initial weights on every rank
         self.generator = UNetGenerator(
@@ -440,7 +440,7 @@ class Trainer:
         was_training = self.generator.training
         self.generator.eval()
         with torch.no_grad():
-            cartoons = guided_filter(photos, self.generator(photos), 1, 5e-3).clamp(-1, 1)
+            cartoons = post_process(photos, self.generator(photos))
         self.generator.train(was_training)
         return make_grid(torch.cat([photos, cartoons]).float().cpu(), nrow=len(photos), padding=2, pad_value=1.0)
 
@@ -548,10 +548,6 @@ class Trainer:
         state.update(torch.load(pending, map_location="cpu", weights_only=True))
         trainer.load_state_dict(state)
         return trainer
-
-
-def _device(name: str) -> torch.device:
-    return default_device() if name == "auto" else torch.device(name)
 
 
 def _amp_dtype(amp: str, device: torch.device):

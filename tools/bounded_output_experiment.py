@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from animescene.data import example_photos
-from animescene.filters import guided_filter
+from animescene.filters import post_process
 from animescene.train import TrainConfig, Trainer
 
 
@@ -45,7 +45,7 @@ def measure(generator: torch.nn.Module, photos: torch.Tensor) -> dict:
     with torch.no_grad():
         raw = generator(photos)
         clipped = float((raw.abs() > 1).float().mean())  # 0 by construction with tanh
-        out = guided_filter(photos, raw.clamp(-1, 1), 1, 5e-3).clamp(-1, 1)
+        out = post_process(photos, raw.clamp(-1, 1))
     return {
         "clipped %": 100 * clipped,
         "chroma noise / photo's": float(chroma_noise(out) / chroma_noise(photos)),
