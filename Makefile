@@ -25,8 +25,7 @@ env: $(STAMP)
 # non-commercial), from the internet or ../shared/data/weights. Lessons and tests still run without
 # them (they say so and skip), so a failure here does not stop the target.
 weights: env
-	-$(PY) -m data_scripts.download vgg16-hed
-	-$(PY) -m data_scripts.download whitebox-official
+	-$(PY) -m animescene download vgg16-hed whitebox-official
 
 lab: env weights
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=lessons $(ALLOW_ROOT)

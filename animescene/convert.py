@@ -8,7 +8,8 @@
   channel order folded into the first and last convolution so the model takes and returns RGB.
 
 Both return plain ``{name: tensor}`` dicts that ``torch.save`` writes and ``torch.load(...,
-weights_only=True)`` reads back. ``data_scripts/download.py`` runs them once and caches the result.
+weights_only=True)`` reads back. ``animescene download`` (:func:`animescene.downloads.fetch`) runs them
+once and caches the result.
 """
 
 from __future__ import annotations

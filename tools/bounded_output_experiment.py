@@ -64,7 +64,7 @@ def main(argv=None) -> int:
                         help="beta5 (White-box: 200; lesson 06 uses 2e4 on its dozen cartoons)")
     args = parser.parse_args(argv)
 
-    from data_scripts.make_demo_set import make_demo_set
+    from animescene.demo_set import make_demo_set
 
     photos, _ = example_photos(4, 128)
     rows = {}
