@@ -2,12 +2,22 @@
 
 Each sub-command is a thin layer over the library function a lesson teaches; ``--help`` on each says
 what it takes. Exit status: 0 on success, 1 when some inputs failed (the rest are still done), 2 on a
-usage error (one line naming the problem and the fix; ``--debug`` anywhere shows the traceback).
+usage error (one line naming the problem and the fix; ``--debug`` anywhere shows the traceback), 130
+on Ctrl-C.
+
+``animescene cartoonize INPUT... -o OUT`` prints ``wrote OUT/x.png`` for each output (stdout), then
+``skipped PATH: why`` for each file a folder walk left out and ``FAILED PATH: why`` for each input that
+could not be cartoonized (stderr), and a summary. Exit 0: every input written (skips allowed); 1: some
+inputs failed, the others were written; 2: a usage error found before any work (an output that would
+replace an input, two inputs sharing an output, ``-o`` an existing file or unwritable, a bad option or
+weights file), or weights whose outputs are NaN. Inputs are never modified and every output is written
+atomically; see :mod:`animescene.inference` for the full list of promises.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -15,13 +25,18 @@ from .errors import UsageError
 
 
 # sub-commands with parsers of their own: everything after the name is theirs
-DELEGATED = {"bench": "animescene.bench", "evaluate": "animescene.evaluate"}
+DELEGATED = {
+    "bench": "animescene.bench", "evaluate": "animescene.evaluate", "download": "animescene.downloads",
+}
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
+    if debug:  # the tracebacks of errors a batch reports and goes past (animescene.inference logs them)
+        logging.basicConfig(format="%(name)s: %(message)s")
+        logging.getLogger("animescene").setLevel(logging.DEBUG)
     try:
         return _run(argv)
     except UsageError as err:
@@ -44,7 +59,8 @@ def _run(argv: list[str]) -> int:
 
     cartoonize = commands.add_parser("cartoonize", help="cartoonize images, folders and videos")
     cartoonize.add_argument("inputs", nargs="+", help="image files, video files or folders")
-    cartoonize.add_argument("-o", "--out", required=True, help="output folder (file names are kept)")
+    cartoonize.add_argument("-o", "--out", required=True,
+                            help="output folder: file names are kept, folders are mirrored; never an input folder")
     cartoonize.add_argument("--weights", default="official",
                             help="'official' (White-box, non-commercial licence) or a checkpoint/weights file")
     cartoonize.add_argument("--device", default="auto")
@@ -74,6 +90,7 @@ def _run(argv: list[str]) -> int:
     export.set_defaults(run=_export)
 
     commands.add_parser("evaluate", help="distances of cartoonized photos to cartoons and photos")
+    commands.add_parser("download", help="fetch datasets and pretrained weights into the cache (--list)")
 
     args = parser.parse_args(argv)
     return args.run(args)
@@ -89,9 +106,12 @@ def _cartoonize(args) -> int:
     report = cartoonizer.cartoonize_paths(args.inputs, args.out)
     for path in report.written:
         print(f"wrote {path}")
+    for path, reason in report.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
     for path, reason in report.failed:
         print(f"FAILED {path}: {reason}", file=sys.stderr)
-    print(f"{len(report.written)} written, {len(report.failed)} failed", file=sys.stderr)
+    print(f"{len(report.written)} written, {len(report.failed)} failed, {len(report.skipped)} skipped",
+          file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -99,6 +119,9 @@ def _train(args) -> int:
     from . import distributed
     from .train import TrainConfig, Trainer
 
+    if args.resume and args.config:
+        raise UsageError("--resume continues a run with the config saved in its checkpoint, so --config does not "
+                         "apply; drop --config, or start a new run with --config and another --out")
     overrides = {
         "photo_dirs": args.photos, "cartoon_dirs": args.cartoons, "out_dir": args.out, "steps": args.steps,
         "pretrain_steps": args.pretrain_steps, "batch_size": args.batch_size, "size": args.size, "lr": args.lr,
@@ -112,8 +135,6 @@ def _train(args) -> int:
         else:
             config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
             trainer = Trainer(TrainConfig.from_dict({**config.to_dict(), **overrides}))
-        if not trainer.config.photo_dirs or not trainer.config.cartoon_dirs:
-            raise SystemExit("animescene train: give photo and cartoon folders (--photos/--cartoons or a --config)")
         trainer.fit(args.max_steps)
     finally:
         distributed.cleanup()
@@ -124,9 +145,9 @@ def _train(args) -> int:
 
 def _export(args) -> int:
     from .export import export_onnx, verify_onnx
-    from .models import load_generator, load_official_whitebox
+    from .models import UNetGenerator
 
-    generator = load_official_whitebox() if args.weights == "official" else load_generator(args.weights)
+    generator = UNetGenerator.from_weights(args.weights)
     if args.int8:
         return _export_int8(generator, args)
     path = export_onnx(generator, args.output)

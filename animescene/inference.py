@@ -12,51 +12,117 @@
 
 Images bigger than ``tile`` pixels on a side go through the generator in overlapping tiles whose
 margins exceed its receptive field, so memory stays bounded and the result equals the untiled one.
+Images need at least ``MIN_SIDE`` (2) pixels on each side: the guided filter's 3x3 window must fit.
 
-Bad files never stop a batch: :meth:`Cartoonizer.cartoonize_paths` writes every good file, reports
-each bad one with the reason, and returns both lists.
+What :meth:`Cartoonizer.cartoonize_paths` (and ``animescene cartoonize``) promises:
+
+- **Inputs are never modified.** Before any work, an output that would replace an input (the same
+  path, or a hard link or symlink to it; ``-o`` equal to an input folder) is refused with a
+  :class:`~animescene.errors.UsageError`, and so is ``-o`` naming an existing file or a folder that
+  cannot be written to.
+- **One output per input.** A file given directly is written as ``out/<name>``; a folder is walked
+  recursively and its layout mirrored (``photos/trip/a.jpg`` -> ``out/trip/a.jpg``). The suffix is kept,
+  so ``a.jpg`` and ``a.png`` give two outputs. Two inputs that would still share an output (the same
+  relative path in two folders; names differing only in case, which collide on macOS and Windows) are
+  refused up front, naming both. The same file listed twice (directly, through a folder, a symlink or
+  a hard link) is cartoonized once; the repeat is reported as skipped. The ``-o`` folder, when it lies
+  inside a walked folder, is not read.
+- **Atomic outputs.** Every image, animation and video is written under a hidden temporary name in
+  its target folder and renamed only when complete and checked (a video is re-opened: frame count and
+  size), so an error, a full disk or Ctrl-C leaves no broken file under the final name and no
+  temporary file. Finished outputs stay.
+- **Nothing silently wrong.** EXIF orientation is applied, float images are read as [0, 1], animated
+  GIF/WebP/PNG files keep every frame, their durations and loop count; a video that decodes fewer
+  frames than its container declares is a failure. A generator that outputs NaN or infinity (diverged
+  or corrupted weights) stops the batch with a UsageError naming the weights, as every file would fail.
+- **Every input is accounted for**, in :class:`Report`: ``written``, ``failed`` (the reason; a bad
+  file, even an unexpected error, never stops the others; Ctrl-C does) and ``skipped`` (files a folder
+  walk left out: unsupported types, hidden files, broken symlinks, symlink loops, unreadable
+  folders, repeats).
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .filters import post_process
-from .images import IMAGE_SUFFIXES, ImageReadError, check_batch, check_range, read_image, write_image
-from .models import SIZE_MULTIPLE, UNetGenerator, load_generator, load_official_whitebox
+from .errors import UsageError
+from .filters import POST_PROCESS_R, post_process
+from .images import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    atomic_output,
+    check_batch,
+    check_range,
+    read_animation,
+    read_image,
+    to_tensor,
+    to_uint8,
+    write_animation,
+    write_image,
+)
+from .models import SIZE_MULTIPLE, UNetGenerator
 from .runtime import resolve_device
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+# the codec each container can hold (OpenCV's FFmpeg backend); every other suffix gets MPEG-4 Part 2
+VIDEO_FOURCC = {".avi": "MJPG", ".webm": "VP80"}
 # An output pixel of the generator depends on input pixels up to 60 px away (measured from the
 # gradient's support); tiles overlap by more than that, so tiling changes nothing.
 TILE_MARGIN = 96
+# the post-process's guided filter averages (2r+1)^2 windows clipped at the border: r must be < each side
+MIN_SIDE = POST_PROCESS_R + 1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Report:
-    """What a batch run did: the files written and, for each failure, the input and the reason."""
+    """What a batch run did: the files written and, for each failed or skipped input, the reason.
+
+    ``failed`` inputs were asked for and could not be cartoonized (exit status 1); ``skipped`` ones were
+    left out of a folder walk on purpose (unsupported type, hidden, broken symlink, ...) or listed twice.
+    """
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
+        """True when no input failed (skips do not count)."""
         return not self.failed
+
+
+@dataclass
+class Plan:
+    """The work of a batch, decided and checked before any of it is done.
+
+    ``jobs`` are ``(input, output)`` pairs with distinct outputs, none of which replaces an input;
+    ``skipped`` and ``failed`` are the inputs left out, with the reason (see :class:`Report`).
+    """
+
+    jobs: list[tuple[Path, Path]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
 class Cartoonizer:
     """Photo -> cartoon with a :class:`UNetGenerator`.
 
     Args:
-        weights: ``"official"`` (White-box's weights; see :func:`load_official_whitebox`), a path to a
-            checkpoint or weights file written by this library, or a ``UNetGenerator``.
+        weights: anything :meth:`~animescene.models.UNetGenerator.from_weights` takes: ``"official"``
+            (White-box's weights, non-commercial licence), a file that carries its conventions (saved
+            generator, training checkpoint, ``.tflite``, the official ``.pt``), or a ``UNetGenerator``.
         device: ``"auto"`` (the GPU when present), or any torch device.
         max_short_side: shrink inputs whose short side is longer (720 as in the reference); None keeps
-            the full size (big images are then tiled).
+            the full size (big images are then tiled). At least ``MIN_SIDE``.
         tile: the largest side the generator processes at once.
         dtype: the generator's compute dtype: ``torch.float32`` (default), ``torch.bfloat16`` or
             ``torch.float16`` (GPU). The guided filter always runs in float32.
@@ -69,28 +135,40 @@ class Cartoonizer:
 
     def __init__(self, weights="official", device="auto", max_short_side: int | None = 720, tile: int = 1024,
                  dtype: torch.dtype = torch.float32):
-        self.device = resolve_device(device)
-        if isinstance(weights, UNetGenerator):
-            model = weights
-        elif weights == "official":
-            model = load_official_whitebox()
-        else:
-            model = load_generator(weights)
-        self.generator = model.eval().to(self.device)
-        self.max_short_side, self.tile, self.dtype = max_short_side, tile, dtype
+        if max_short_side is not None and not (isinstance(max_short_side, int) and max_short_side >= MIN_SIDE):
+            raise UsageError(f"max_short_side (--max-short-side) must be at least {MIN_SIDE} px, got "
+                             f"{max_short_side!r}; use None (0 on the command line) to keep the full size")
         if tile < 4 * TILE_MARGIN:  # smaller tiles would spend most of their work on the overlaps
-            raise ValueError(f"tile must be at least {4 * TILE_MARGIN} px, got {tile}")
+            raise UsageError(f"tile must be at least {4 * TILE_MARGIN} px, got {tile}; use the default 1024")
+        self.device = resolve_device(device)
+        # how messages name the weights (a file path, "official", or the generator given)
+        self.weights_name = "the given generator" if isinstance(weights, UNetGenerator) else str(weights)
+        self.generator = UNetGenerator.from_weights(weights).eval().to(self.device)
+        self.max_short_side, self.tile, self.dtype = max_short_side, tile, dtype
 
     # ---------------------------------------------------------------------------------- tensors
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` RGB in [-1, 1] -> cartoon of the same size, in [-1, 1], on ``x``'s device."""
+        """``(B, 3, H, W)`` RGB in [-1, 1] -> cartoon of the same size, in [-1, 1], on ``x``'s device.
+
+        Raises ``ValueError`` for an image under ``MIN_SIDE`` px on a side, and
+        :class:`~animescene.errors.UsageError` when the generator outputs NaN or infinity (bad weights).
+        """
         check_batch(x, "image", channels=3)
         check_range(x, "image")
+        if min(x.shape[-2:]) < MIN_SIDE:
+            raise ValueError(f"the image is {x.shape[-2]}x{x.shape[-1]} px; the cartoonizer needs at least "
+                             f"{MIN_SIDE} px on each side (its guided filter has radius {POST_PROCESS_R}); "
+                             f"upscale it first")
         device = x.device
         photo = x.to(self.device, torch.float32)
         small = self._shrink(photo)
         cartoon = self._generate(small)
+        if not bool(torch.isfinite(cartoon).all()):
+            hint = "; or run the generator in float32 (no --bf16)" if self.dtype != torch.float32 else ""
+            raise UsageError(f"the generator with weights {self.weights_name} outputs NaN or infinite values: the "
+                             f"weights are diverged or corrupted; use an earlier checkpoint, re-download or "
+                             f"retrain them{hint}")
         shrunk = small.shape[-2:] != photo.shape[-2:]
         return post_process(photo, cartoon, small if shrunk else None).to(device)
 
@@ -126,83 +204,268 @@ class Cartoonizer:
             out = self.generator(padded)
         return out.float()[..., :height, :width]
 
+
     # ------------------------------------------------------------------------------------ files
     def cartoonize_image(self, src, dst) -> Path:
-        """Read ``src`` (any image the library reads), write the cartoon to ``dst``."""
-        cartoon = self(read_image(src))
-        write_image(dst, cartoon)
+        """Read ``src`` (any image the library reads), write the cartoon to ``dst`` (atomically).
+
+        An animated GIF, WebP or PNG gives an animation of every frame cartoonized, in the format of
+        ``dst``'s suffix, with the same frame durations and loop count.
+        """
+        animation = read_animation(src)
+        if animation is None:
+            write_image(dst, self(read_image(src)))
+        else:
+            animation.frames = [to_uint8(self(to_tensor(frame))) for frame in animation.frames]
+            write_animation(dst, animation)
         return Path(dst)
 
     def cartoonize_video(self, src, dst, progress: bool = True) -> Path:
-        """Cartoonize every frame of a video; the output keeps the frame rate and frame size."""
+        """Cartoonize every frame of a video; the output keeps the frame rate and frame size.
+
+        The output is written atomically and re-opened to check its frame count and size. Raises
+        :class:`ImageReadError` when ``src`` decodes fewer frames than its container declares (a
+        truncated or damaged file) and ``OSError`` when the written video is incomplete (full disk,
+        codec failure); ``dst`` is then left as it was.
+        """
         import cv2
         from tqdm.auto import tqdm
 
-        from .images import to_tensor, to_uint8
-
+        src, dst = Path(src), Path(dst)
         capture = cv2.VideoCapture(str(src))
         if not capture.isOpened():
             raise ImageReadError(f"{src}: OpenCV cannot open this video; check the file and its codec")
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        dst = Path(dst)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if dst.suffix.lower() == ".avi" else "mp4v"))
-        writer = cv2.VideoWriter(str(dst), fourcc, fps, (width, height))
-        if not writer.isOpened():
-            capture.release()
-            raise OSError(f"{dst}: OpenCV cannot write this video format; use .mp4 or .avi")
-        written = 0
-        try:
-            with tqdm(total=frames, desc=Path(src).name, unit="frame", disable=not progress) as bar:
-                while True:
-                    ok, frame = capture.read()
-                    if not ok:
-                        break
-                    cartoon = self(to_tensor(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
-                    writer.write(cv2.cvtColor(to_uint8(cartoon), cv2.COLOR_RGB2BGR))
-                    written += 1
-                    bar.update(1)
-        finally:
-            capture.release()
-            writer.release()
-        if written == 0:
-            dst.unlink(missing_ok=True)
-            raise ImageReadError(f"{src}: no frame could be decoded")
+        declared = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC.get(dst.suffix.lower(), "mp4v"))
+        with atomic_output(dst) as tmp:
+            writer, size, written = None, None, 0
+            try:
+                with tqdm(total=declared or None, desc=src.name, unit="frame", disable=not progress) as bar:
+                    while True:
+                        ok, frame = capture.read()
+                        if not ok:
+                            break
+                        if writer is None:  # sized by the decoded frame, which may differ from the header's
+                            size = (frame.shape[1], frame.shape[0])
+                            writer = cv2.VideoWriter(str(tmp), fourcc, fps, size)
+                            if not writer.isOpened():
+                                raise OSError(f"OpenCV cannot write {dst.suffix} videos here ({dst}); "
+                                              f"use .mp4 or .avi")
+                        elif (frame.shape[1], frame.shape[0]) != size:
+                            raise ImageReadError(f"{src}: frame {written} is {frame.shape[1]}x{frame.shape[0]}, "
+                                                 f"the first was {size[0]}x{size[1]}; re-encode the video")
+                        cartoon = self(to_tensor(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
+                        writer.write(cv2.cvtColor(to_uint8(cartoon), cv2.COLOR_RGB2BGR))
+                        written += 1
+                        bar.update(1)
+            finally:
+                capture.release()
+                if writer is not None:
+                    writer.release()
+            if written == 0:
+                raise ImageReadError(f"{src}: no frame could be decoded; check the file and its codec")
+            if written < declared:
+                raise ImageReadError(f"{src}: only {written} of the {declared} frames its container declares "
+                                     f"could be decoded: the file is truncated or damaged; nothing was written")
+            _check_written_video(tmp, dst, written, size)
         return dst
 
     def cartoonize_paths(self, inputs, out_dir, progress: bool = True) -> Report:
-        """Cartoonize files and folders (images and videos) into ``out_dir``, keeping file names.
+        """Cartoonize files and folders (images, animations and videos) into ``out_dir``.
 
-        A bad file is reported and skipped; everything else is still written.
+        Plans the whole batch first (:func:`plan_outputs`, which raises UsageError for an output that
+        would replace an input, a collision or an unwritable ``out_dir``), then cartoonizes each input.
+        A file that fails is reported with the reason and the batch goes on; a UsageError (weights that
+        output NaN) or Ctrl-C stops it, keeping the outputs already finished.
         """
         from tqdm.auto import tqdm
 
-        out_dir = Path(out_dir)
-        report = Report()
-        jobs = list(_expand(inputs, report))
-        for path in tqdm(jobs, desc="cartoonize", unit="file", disable=not progress or len(jobs) < 2):
-            target = out_dir / path.name
+        plan = plan_outputs(inputs, out_dir)
+        report = Report(failed=list(plan.failed), skipped=list(plan.skipped))
+        jobs = plan.jobs
+        for src, dst in tqdm(jobs, desc="cartoonize", unit="file", disable=not progress or len(jobs) < 2):
             try:
-                if path.suffix.lower() in VIDEO_SUFFIXES:
-                    self.cartoonize_video(path, target, progress=progress)
+                if src.suffix.lower() in VIDEO_SUFFIXES:
+                    self.cartoonize_video(src, dst, progress=progress)
                 else:
-                    self.cartoonize_image(path, target)
-            except (ImageReadError, ValueError, OSError, RuntimeError) as err:
-                report.failed.append((path, str(err)))
+                    self.cartoonize_image(src, dst)
+            except UsageError:
+                raise
+            except Exception as err:  # one bad file never stops the others (Ctrl-C is no Exception)
+                report.failed.append((src, _reason(src, err)))
                 continue
-            report.written.append(target)
+            report.written.append(dst)
         return report
 
 
-def _expand(inputs, report: Report):
-    """Files of ``inputs`` (folders expanded to their images and videos, sorted); unknown paths reported."""
-    suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES
+def _check_written_video(path: Path, dst: Path, frames: int, size: tuple[int, int]) -> None:
+    """Re-open a written video: raise OSError unless it decodes ``frames`` frames of ``size``."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        got = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        count = 0
+        while capture.isOpened() and capture.grab():
+            count += 1
+    finally:
+        capture.release()
+    if count != frames or got != size:
+        raise OSError(f"the written video {dst} reads back as {count} frames of {got[0]}x{got[1]} instead of "
+                      f"{frames} of {size[0]}x{size[1]} (disk full or codec failure); nothing was written")
+
+
+def _reason(src: Path, err: Exception) -> str:
+    """One line saying why ``src`` failed, without repeating its path."""
+    text = str(err).removeprefix(f"{src}: ")
+    if isinstance(err, (ValueError, OSError, RuntimeError, MemoryError)):  # bad files, disks, out of memory
+        return text
+    log.debug("unexpected error on %s", src, exc_info=err)
+    return f"unexpected {type(err).__name__}: {text} (a bug: --debug shows the traceback; please report it)"
+
+
+# --------------------------------------------------------------------------------------- planning
+def plan_outputs(inputs, out_dir) -> Plan:
+    """Decide the output of every input and check the batch, before any work (see the module docstring).
+
+    Args:
+        inputs: image, animation and video files and folders (walked recursively).
+        out_dir: the folder to write into; created when missing.
+
+    Raises:
+        UsageError: ``out_dir`` is an existing file or cannot be written to; an output would replace an
+            input; two inputs would share an output.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"-o {out_dir} is an existing file; give a folder to write the cartoons into")
+    out_real = out_dir.resolve()
+    plan = Plan()
+    first_listing: dict[tuple[int, int], Path] = {}  # (device, inode) -> the path a file was first listed as
+    writer_of: dict[str, Path] = {}  # case-folded output -> its input
     for item in map(Path, inputs):
         if item.is_dir():
-            yield from sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+            if item.resolve() == out_real:
+                raise UsageError(f"the output folder {out_dir} is the input folder {item}: the cartoons would "
+                                 f"replace the photos; choose another -o, e.g. -o {item / 'cartoons'}")
+            pairs = [(path, out_dir / relative) for path, relative in _walk(item, out_real, plan.skipped)]
         elif item.is_file():
-            yield item
+            if item.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+                plan.failed.append((item, f"unsupported file type {item.suffix or '(no suffix)'}; give images "
+                                          f"({' '.join(IMAGE_SUFFIXES)}) or videos ({' '.join(VIDEO_SUFFIXES)})"))
+                continue
+            pairs = [(item, out_dir / item.name)]
         else:
-            report.failed.append((item, "no such file or folder"))
+            plan.failed.append((item, _missing_reason(item)))
+            continue
+        for src, dst in pairs:
+            try:
+                identity = _identity(src)
+            except OSError as err:  # gone since the walk listed it
+                plan.failed.append((src, err.strerror))
+                continue
+            if identity in first_listing:
+                plan.skipped.append((src, f"the same file as {first_listing[identity]}, listed twice"))
+                continue
+            key = str(dst).casefold()
+            if key in writer_of:
+                raise UsageError(f"{writer_of[key]} and {src} would both be written to {dst}; cartoonize them "
+                                 f"into different -o folders or rename one")
+            first_listing[identity], writer_of[key] = src, src
+            plan.jobs.append((src, dst))
+    _refuse_replacing_inputs(plan.jobs, first_listing)
+    if plan.jobs:
+        _check_writable(out_dir)
+    return plan
+
+
+def _walk(folder: Path, out_real: Path, skipped: list) -> list[tuple[Path, Path]]:
+    """The images and videos under ``folder`` (recursively, sorted), each with its path relative to it.
+
+    Everything left out is added to ``skipped`` with the reason; ``out_real`` (the resolved output
+    folder) is not entered. Symlinked folders are followed once: a loop or a second link is skipped.
+    """
+    found: list[tuple[Path, Path]] = []
+    walked = {folder.resolve(): folder}
+
+    def visit(current: Path, relative: Path) -> None:
+        try:
+            entries = sorted(os.scandir(current), key=lambda entry: entry.name)
+        except OSError as err:
+            if current == folder:
+                raise
+            skipped.append((current, f"unreadable folder ({err.strerror})"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                skipped.append((path, "hidden"))
+                continue
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+                if entry.is_symlink():
+                    os.stat(path)  # a dangling link or a loop raises here
+            except OSError as err:
+                loop = err.errno == errno.ELOOP
+                skipped.append((path, "symlink loop" if loop else f"broken symlink ({err.strerror})"))
+                continue
+            if is_dir:
+                real = path.resolve()
+                if real == out_real:
+                    skipped.append((path, "the output folder (-o): not read as input"))
+                elif real in walked:
+                    skipped.append((path, f"symlink to the folder {walked[real]}, already walked"))
+                else:
+                    walked[real] = path
+                    visit(path, relative / entry.name)
+            elif not is_file:
+                skipped.append((path, "not a regular file"))
+            elif path.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+                skipped.append((path, f"not an image or video ({path.suffix or 'no suffix'})"))
+            else:
+                found.append((path, relative / entry.name))
+
+    try:
+        visit(folder, Path())
+    except OSError as err:
+        raise UsageError(f"cannot read the folder {folder} ({err.strerror}); check its permissions") from err
+    return found
+
+
+def _missing_reason(path: Path) -> str:
+    if path.is_symlink():
+        return "broken symlink (its target is missing or it loops)"
+    if path.exists():
+        return "not a regular file or folder"
+    return "no such file or folder"
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """What makes two paths one file (symlinks followed, hard links equal): device and inode."""
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def _refuse_replacing_inputs(jobs: list[tuple[Path, Path]], inputs: dict[tuple[int, int], Path]) -> None:
+    """UsageError when an output path is an input, resolves to one, or is a hard link or symlink to one."""
+    by_real_path = {src.resolve(): src for src, _ in jobs}
+    for _, dst in jobs:
+        src = by_real_path.get(dst.resolve())
+        if src is None and dst.exists():
+            src = inputs.get(_identity(dst))
+        if src is not None:
+            raise UsageError(f"writing {dst} would replace the input {src}: inputs are never overwritten; "
+                             f"choose an -o folder that holds none of the inputs")
+
+
+def _check_writable(out_dir: Path) -> None:
+    import tempfile
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write into the output folder {out_dir} ({err.strerror}); "
+                         f"choose a folder you can write to with -o") from err

@@ -68,7 +68,7 @@ def test_bad_tensors_are_refused(small_generator):
 
 def test_missing_official_weights_explain_the_download(monkeypatch, tmp_path):
     monkeypatch.setenv("ANIMESCENE_HOME", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="data_scripts.download whitebox-official"):
+    with pytest.raises(FileNotFoundError, match="animescene download whitebox-official"):
         Cartoonizer("official")
 
 
