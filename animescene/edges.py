@@ -12,29 +12,31 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .vgg import VGGFeatures, hed_weights_path
+from .errors import UsageError
+from .vgg import FrozenModule, VGGFeatures, VGGWeights, load_vgg_state
 
 SIDE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 _SIDE_WIDTHS = (64, 128, 256, 512, 512)
 
 
-class HED(nn.Module):
+class HED(FrozenModule):
     """The HED edge detector, frozen, in eval mode.
 
     Args:
-        weights: ``"hed"`` (the converted BSDS500 model; see :mod:`animescene.vgg`) or a path to it.
+        weights: ``VGGWeights.HED`` or its name ``"hed"`` (the converted BSDS500 model, from the verified
+            cache; see :mod:`animescene.vgg`), or the path of a file holding the same layers.
 
     Shape:
         ``(B, 3, H, W)`` RGB in [-1, 1] -> ``(B, 1, H, W)`` edge probability in [0, 1].
     """
 
-    def __init__(self, weights="hed"):
+    def __init__(self, weights=VGGWeights.HED):
         super().__init__()
-        path = hed_weights_path() if weights == "hed" else weights
-        self.backbone = VGGFeatures("vgg16", layer=SIDE_LAYERS, weights=path)
+        self.backbone = VGGFeatures("vgg16", layer=SIDE_LAYERS, weights=weights)
         if not self.backbone.caffe:
-            raise ValueError(f"{path} holds no HED side/fuse layers: it is not a HED weights file")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            raise UsageError(f"weights {str(weights)!r} hold no HED side/fuse layers: not a HED weights file; "
+                             f"use weights='hed' ({VGGWeights.HED.how_to_get()})")
+        state, _ = load_vgg_state(self.backbone.weights, "vgg16")
         self.sides = nn.ModuleList(nn.Conv2d(width, 1, 1) for width in _SIDE_WIDTHS)
         self.fuse = nn.Conv2d(5, 1, 1)
         for i, side in enumerate(self.sides, start=1):
@@ -42,9 +44,6 @@ class HED(nn.Module):
         self.fuse.load_state_dict({"weight": state["fuse.weight"], "bias": state["fuse.bias"]})
         self.requires_grad_(False)
         self.eval()
-
-    def train(self, mode: bool = True):
-        return super().train(False)
 
     def side_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The five side-output logits, each upsampled to ``(B, 1, H, W)``; coarse stages see bigger edges."""
@@ -67,7 +66,7 @@ _CACHED: dict[str, HED] = {}
 def hed(x: torch.Tensor) -> torch.Tensor:
     """HED edge probabilities of ``x``: ``(B, 3, H, W)`` in [-1, 1] -> ``(B, 1, H, W)`` in [0, 1].
 
-    Loads the model once per device (``python -m data_scripts.download vgg16-hed`` provides it) and
+    Loads the model once per device (``animescene download vgg16-hed`` provides it) and
     runs without gradients.
     """
     key = str(x.device)

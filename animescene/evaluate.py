@@ -12,8 +12,9 @@ method must beat on "distance to cartoons".
 
 A method is one of:
 
-- ``"official"``: White-box Cartoonization's weights (:func:`~animescene.models.load_official_whitebox`);
-- the path of a generator checkpoint or weights file written by this library;
+- ``"official"``: White-box Cartoonization's weights (``GeneratorWeights.WHITEBOX_OFFICIAL``);
+- the path of a weights file that carries its conventions (anything
+  :meth:`~animescene.models.UNetGenerator.from_weights` takes);
 - a folder of outputs made elsewhere (other papers' code), ideally of the same photos;
 - in Python, also a :class:`~animescene.models.UNetGenerator` or an
   :class:`~animescene.inference.Cartoonizer`.
@@ -166,31 +167,19 @@ def _method_pairs(methods) -> list[tuple[str, object]]:
 
 def _resolve_method(name: str, spec, device):
     """``(spec as shown in the table, transform)``: a ``Cartoonizer``, or None for a folder of outputs."""
+    from .errors import UsageError
     from .inference import Cartoonizer
-    from .models import UNetGenerator, load_generator
 
     if isinstance(spec, Cartoonizer):
         return type(spec).__name__, spec
-    if isinstance(spec, UNetGenerator):
-        return type(spec).__name__, Cartoonizer(spec, device=device)
-    if spec == "official":
-        return spec, Cartoonizer("official", device=device)
-    path = Path(spec)
-    if path.is_dir():
-        return str(path), None
-    if path.is_file():
-        try:
-            generator = load_generator(path)
-        except Exception as err:  # torch.load and load_state_dict raise many types; all mean "not ours"
-            raise ValueError(
-                f"method {name!r}: {path} is not a generator checkpoint or weights file written by "
-                f"animescene ({type(err).__name__}: {err})"
-            ) from err
-        return str(path), Cartoonizer(generator, device=device)
-    raise ValueError(
-        f"method {name!r}: {spec!r} is neither 'official', an existing weights/checkpoint file nor a "
-        "folder of outputs; check the path"
-    )
+    if isinstance(spec, (str, Path)) and Path(spec).is_dir():
+        return str(spec), None
+    try:
+        # names, weights files and generators: UNetGenerator.from_weights decides, as everywhere
+        cartoonizer = Cartoonizer(spec, device=device)
+    except UsageError as err:
+        raise UsageError(f"method {name!r}: {err} (a folder of outputs works too)") from err
+    return (str(spec) if isinstance(spec, (str, Path)) else type(spec).__name__), cartoonizer
 
 
 # ---------------------------------------------------------------------------------------- reports

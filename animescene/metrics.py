@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .images import check_batch, check_range
+from .vgg import FrozenModule
 
 
 # --------------------------------------------------------------------------------- Fréchet distance
@@ -266,7 +267,7 @@ def _check_pair(features1, features2) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------- feature extractors
-class FeatureExtractor(nn.Module):
+class FeatureExtractor(FrozenModule):
     """A frozen network that maps images to one feature vector each.
 
     Subclasses set ``name`` (used in the metric names), ``dim``, and implement :meth:`embed`.
@@ -287,10 +288,6 @@ class FeatureExtractor(nn.Module):
     def kid_label(self) -> str:
         """How tables call the kernel distance over these features."""
         return f"KID-{self.name}"
-
-    def train(self, mode: bool = True):
-        """Stay in eval mode whatever a parent module asks: the extractor is frozen."""
-        return super().train(False)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Checked ``(B, 3, H, W)`` images in ``[-1, 1]`` -> ``(B, dim)`` features (any float dtype)."""
@@ -323,7 +320,7 @@ class HEDVGGFeatures(FeatureExtractor):
     how strongly overall.
 
     Args:
-        weights: ``"hed"`` (the offline pretrained VGG16; ``python -m data_scripts.download vgg16-hed``),
+        weights: ``"hed"`` (the offline pretrained VGG16; ``animescene download vgg16-hed``),
             ``None`` (random: tests and smoke runs only), or anything else
             :class:`~animescene.vgg.VGGFeatures` takes. ``name`` says which: ``"HED-VGG16"``,
             ``"random-VGG16"``, ``"ImageNet-VGG16"``.

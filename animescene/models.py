@@ -15,17 +15,27 @@ TensorFlow and PyTorch differ in two places that matter when official weights ar
 Either difference alone changes about 90% of the official model's output pixels. ``tf_mode=True``
 reproduces TensorFlow exactly; the default ``tf_mode=False`` uses PyTorch's conventions (symmetric
 padding, half-pixel bilinear), which are faster, export cleanly and are what models trained here use.
-The mode is part of a checkpoint's config.
+
+So weights are never loaded without their conventions. :meth:`UNetGenerator.from_weights` takes a
+name from :class:`GeneratorWeights` (``"official"``), whose entry holds ``tf_mode``, the output bound,
+source and licence; a file written by :func:`save_generator` or a training checkpoint, which record
+them; White-box's ``.tflite``; or a bare state dict the registry recognises by its fingerprint. Any
+other bare state dict is refused: its padding cannot be known.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .images import check_batch
+from .downloads import WHITEBOX_WEIGHTS
+from .errors import UsageError
+from .images import atomic_output, check_batch
+from .weights import Weights, WeightsEnum, is_state_dict, quote_error
 
 SIZE_MULTIPLE = 8
 
@@ -107,6 +117,45 @@ class UNetGenerator(nn.Module):
             return upsample2x_tf1(x)
         return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
+    @classmethod
+    def from_weights(cls, weights) -> UNetGenerator:
+        """A generator built with the conventions its weights carry, in eval mode.
+
+        Args:
+            weights: a :class:`GeneratorWeights` member or its name (``"official"``: the cached file,
+                verified); or the path of a file :func:`save_generator` wrote, a training checkpoint's
+                ``models.pt``, White-box's ``.tflite``, or a bare state dict of weights the registry
+                knows (recognised by :func:`~animescene.weights.state_fingerprint`); or a
+                ``UNetGenerator``, returned as it is.
+
+        Raises:
+            MissingWeightsError: ``weights`` is neither a name nor an existing file, or the named weights
+                are not downloaded (the message gives the ``animescene download`` command).
+            UsageError: a bare state dict of unknown origin (its ``tf_mode`` and output bound cannot be
+                known), a damaged cached file, or a file that holds no generator.
+
+        Example:
+            >>> import tempfile
+            >>> path = Path(tempfile.mkdtemp()) / "g.pt"
+            >>> _ = save_generator(UNetGenerator(tf_mode=True, bounded=False), path, licence="MIT", source="doc")
+            >>> UNetGenerator.from_weights(path).config()  # the conventions come back with the weights
+            {'channels': 32, 'num_blocks': 4, 'tf_mode': True, 'bounded': False}
+        """
+        if isinstance(weights, UNetGenerator):
+            return weights
+        found = GeneratorWeights.resolve(weights)
+        if isinstance(found, GeneratorWeights):
+            config, state = dict(found.config), found.load_state_dict()
+        else:
+            config, state = _generator_file(found)
+        try:
+            model = cls(**config)
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError) as err:  # other architecture, or keys of another model
+            raise UsageError(f"{weights}: these weights do not fit UNetGenerator({config}) "
+                             f"({quote_error(err)})") from err
+        return model.eval()
+
     def config(self) -> dict:
         """The constructor arguments, stored next to the weights in every checkpoint."""
         return {
@@ -182,53 +231,100 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
-def load_generator(path, map_location="cpu") -> UNetGenerator:
-    """A :class:`UNetGenerator` from a file this library wrote (a checkpoint or exported weights).
+# ---------------------------------------------------------------------------------------------- weights
+class GeneratorWeights(WeightsEnum):
+    """Pretrained :class:`UNetGenerator` weights, each with the conventions it needs.
 
-    Accepts ``{"config": ..., "generator": state_dict}`` (training checkpoints and exported weights)
-    or a bare state dict of the default architecture. Loaded with ``weights_only=True``.
+    ``config`` holds the constructor arguments: the official weights need TensorFlow's padding and
+    resize (``tf_mode=True``) and are unbounded (clip after the post-process), like the original.
+
+    Example:
+        >>> GeneratorWeights("official") is GeneratorWeights.WHITEBOX_OFFICIAL
+        True
+        >>> GeneratorWeights.WHITEBOX_OFFICIAL.config["tf_mode"]
+        True
     """
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    if "generator" in payload:
-        config = payload.get("generator_config", {})
-        state = payload["generator"]
-    else:
-        config, state = {}, payload
-    model = UNetGenerator(**config)
-    model.load_state_dict(state)
-    return model.eval()
+
+    WHITEBOX_OFFICIAL = "official", Weights(
+        source="whitebox-official",
+        filename=WHITEBOX_WEIGHTS,
+        fingerprint="bbfd7f581b98998de3c3131f1bcc7e4c36d046d84fc5bd376b7396d36aad1b72",
+        licence="CC BY-NC-SA 4.0 (c) Xinrui Wang: non-commercial use only, credit the authors, share derived "
+                "weights under the same licence",
+        preprocessing="RGB in [-1, 1] (the original's BGR order is folded into the first and last conv); apply "
+                      "animescene.filters.post_process to the output (guided filter r=1, eps=5e-3, clip)",
+        config={"channels": 32, "num_blocks": 4, "tf_mode": True, "bounded": False},
+    )
+
+
+def save_generator(generator: UNetGenerator, path, *, licence: str, source: str) -> Path:
+    """Write a generator's weights with its conventions, licence and origin, for :meth:`UNetGenerator.from_weights`.
+
+    The file holds ``generator`` (the state dict, on the CPU), ``generator_config`` (architecture,
+    ``tf_mode``, ``bounded``: the keys training checkpoints use too), ``licence`` and ``source``. It is
+    written atomically (:func:`~animescene.images.atomic_output`): a crash never leaves half a file.
+
+    Args:
+        generator: the model to save.
+        path: the ``.pt`` file to write (its folder is created).
+        licence: the weights' licence; weights derived from the official ones keep
+            ``GeneratorWeights.WHITEBOX_OFFICIAL.licence``.
+        source: where the weights come from, e.g. ``"trained on kodak24 + bigbuckbunny, run 003"``.
+    """
+    payload = {
+        "generator_config": generator.config(),
+        "generator": {name: tensor.detach().cpu() for name, tensor in generator.state_dict().items()},
+        "licence": licence,
+        "source": source,
+    }
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def _generator_file(path: Path) -> tuple[dict, dict]:
+    """``(config, state dict)`` of a generator file: its recorded conventions, or the registry's by fingerprint."""
+    if path.suffix.lower() == ".tflite":
+        # a TFLite file of White-box's graph, exported from TensorFlow: TF conventions, unbounded
+        from .convert import whitebox_state_dict_from_tflite
+
+        try:
+            state = whitebox_state_dict_from_tflite(path)
+        except ImportError as err:
+            raise UsageError(f"{path}: reading .tflite files needs a TFLite interpreter: `pip install "
+                             f"ai-edge-litert`, or use the converted weights: `animescene download "
+                             f"{GeneratorWeights.WHITEBOX_OFFICIAL.source}` then --weights official") from err
+        return dict(GeneratorWeights.WHITEBOX_OFFICIAL.config), state
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling raises many types; all mean "not a weights file torch reads safely"
+        raise UsageError(f"{path} is not a generator file that torch can load safely ({quote_error(err)}); "
+                         "pass a file written by save_generator or a training checkpoint's models.pt") from err
+    if isinstance(payload, dict) and "generator" in payload and "generator_config" in payload:
+        return dict(payload["generator_config"]), payload["generator"]
+    state = payload.get("generator") if isinstance(payload, dict) and "generator" in payload else payload
+    known = GeneratorWeights.recognise(state) if is_state_dict(state) else None
+    if known is None:
+        raise UsageError(
+            f"{path}: the conventions of these weights are unknown (TF padding? output bound?) because the file "
+            "holds only tensors, and they are not weights the registry knows. Save a generator with "
+            "animescene.models.save_generator, which records them, or pass a training checkpoint's models.pt"
+        )
+    return dict(known.config), state
+
+
+def load_generator(path) -> UNetGenerator:
+    """Shorthand for :meth:`UNetGenerator.from_weights` on a file (a saved generator, checkpoint, ``.tflite``)."""
+    return UNetGenerator.from_weights(Path(path))
 
 
 def load_official_whitebox(path=None) -> UNetGenerator:
-    """The official White-box Cartoonization weights in a TF-mode :class:`UNetGenerator`, eval mode.
+    """The official White-box Cartoonization generator: :meth:`UNetGenerator.from_weights` of
+    ``GeneratorWeights.WHITEBOX_OFFICIAL`` (the verified cache), or of ``path``: a copy of the converted
+    ``.pt`` or ``whitebox_cartoon_gan_fp16.tflite``.
 
-    RGB ``[-1, 1]`` in and out like every model here (the original's BGR order is folded into the first
-    and last conv). Unbounded, like the original: clip the output, and apply the guided filter as the
-    original does: ``guided_filter(x, G(x), 1, 5e-3)``.
-
-    Args:
-        path: a converted ``.pt`` state dict or the ``.tflite`` file; default: the converted file in
-            the cache (``python -m data_scripts.download whitebox-official`` makes it).
-
-    The weights are CC BY-NC-SA 4.0 (Xinrui Wang): non-commercial use only, with attribution.
+    A TF-mode, unbounded :class:`UNetGenerator` in eval mode, RGB ``[-1, 1]`` in and out; apply
+    :func:`animescene.filters.post_process` to its output as the original does. The weights are
+    CC BY-NC-SA 4.0 (Xinrui Wang): non-commercial use only, with attribution.
     """
-    from pathlib import Path
-
-    from .downloads import WHITEBOX_WEIGHTS, weights_dir
-
-    path = Path(path) if path is not None else weights_dir() / WHITEBOX_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: the official White-box weights are not here. Get them with "
-            "`python -m data_scripts.download whitebox-official` (non-commercial licence), or pass the "
-            "path of whitebox_cartoon_gan_fp16.tflite"
-        )
-    if path.suffix == ".tflite":
-        from .convert import whitebox_state_dict_from_tflite
-
-        state = whitebox_state_dict_from_tflite(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    model = UNetGenerator(tf_mode=True, bounded=False)
-    model.load_state_dict(state)
-    return model.eval()
+    return UNetGenerator.from_weights(GeneratorWeights.WHITEBOX_OFFICIAL if path is None else Path(path))

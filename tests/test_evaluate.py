@@ -54,6 +54,7 @@ def folders(tmp_path_factory):
     photos = [np.clip(rng.integers(40, 216, 3) + rng.normal(0, 50, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
               for _ in range(10)]
     flat = [np.broadcast_to(photo.mean(axis=(0, 1)).astype(np.uint8), photo.shape).copy() for photo in photos]
+    torch.save(UNetGenerator(channels=8, num_blocks=1).state_dict(), root / "bare.pt")  # conventions unknown
     return {
         "photos": _write(root / "photos", photos),
         "cartoons": _write(root / "cartoons", _flat(rng, 12)),
@@ -116,9 +117,10 @@ def test_command_line_prints_the_table_and_writes_csv_and_png(folders, weights_f
 
 @pytest.mark.parametrize("method,message", [
     ("whitebox", "NAME=SPEC"),
-    ("x=/no/such/weights.pt", "neither 'official'"),
+    ("x=/no/such/weights.pt", "method 'x': weights '/no/such/weights.pt' are neither a known name ('official'"),
     ("photos=official", "raw-photos baseline"),
-    ("bad={root}/photos/00.png", "not a generator checkpoint"),
+    ("bad={root}/photos/00.png", "not a generator file that torch can load safely"),
+    ("bare={root}/bare.pt", "conventions of these weights are unknown"),
 ])
 def test_bad_method_specs_are_usage_errors(folders, capsys, method, message):
     status = main(["--photos", str(folders["photos"]), "--cartoons", str(folders["cartoons"]),
@@ -134,7 +136,7 @@ def test_repeated_method_names_are_refused(folders):
 
 def test_empty_and_missing_folders_are_usage_errors(folders, capsys):
     for photos, message in ((folders["empty"], "holds no images"),
-                            (folders["root"] / "nowhere", "no such folder")):
+                            (folders["root"] / "nowhere", "does not exist")):
         status = main(["--photos", str(photos), "--cartoons", str(folders["cartoons"]), "--size", "32"])
         assert status == 2 and message in capsys.readouterr().err
 
@@ -143,7 +145,7 @@ def test_missing_official_weights_say_how_to_get_them(folders, monkeypatch, tmp_
     monkeypatch.setenv("ANIMESCENE_HOME", str(tmp_path))
     status = main(["--photos", str(folders["photos"]), "--cartoons", str(folders["cartoons"]),
                    "--method", "whitebox=official"])
-    assert status == 2 and "data_scripts.download whitebox-official" in capsys.readouterr().err
+    assert status == 2 and "animescene download whitebox-official" in capsys.readouterr().err
 
 
 def test_inception_features_without_cached_weights_are_a_usage_error(folders, monkeypatch, tmp_path, capsys):
@@ -174,8 +176,8 @@ def test_official_whitebox_moves_photos_towards_ghibli_frames_by_more_than_the_s
 
     photos, frames = shared_data / "photos" / "train", shared_data / "anime" / "train"
     needed = ((photos, "the course's data folder lacks it"), (frames, "the course's data folder lacks it"),
-              (hed_weights_path(), "python -m data_scripts.download vgg16-hed"),
-              (weights_dir() / WHITEBOX_WEIGHTS, "python -m data_scripts.download whitebox-official"))
+              (hed_weights_path(), "animescene download vgg16-hed"),
+              (weights_dir() / WHITEBOX_WEIGHTS, "animescene download whitebox-official"))
     for path, fix in needed:
         if not path.exists():
             pytest.skip(f"{path} is absent ({fix})")

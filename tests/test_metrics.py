@@ -170,7 +170,7 @@ def test_hed_labels_are_never_fid(monkeypatch):
     """The pretrained HED VGG16 is reported as FD-/KID-HED-VGG16; checked without its weights file."""
     from animescene import vgg
 
-    monkeypatch.setattr(vgg.VGGFeatures, "_load_state", lambda self, weights: (None, True))
+    monkeypatch.setattr(vgg, "load_vgg_state", lambda weights, arch: (None, True))
     extractor = HEDVGGFeatures(weights="hed")
     labels = (extractor.name, extractor.fd_label, extractor.kid_label)
     assert labels == ("HED-VGG16", "FD-HED-VGG16", "KID-HED-VGG16")

@@ -5,7 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from animescene.models import PatchDiscriminator, UNetGenerator, load_generator, upsample2x_tf1
+from animescene.errors import UsageError
+from animescene.models import (
+    GeneratorWeights,
+    PatchDiscriminator,
+    UNetGenerator,
+    load_generator,
+    save_generator,
+    upsample2x_tf1,
+)
 
 
 def _count(module):
@@ -125,6 +133,78 @@ def test_checkpoint_round_trip(tmp_path):
     assert loaded.config() == model.config()
     x = torch.rand(1, 3, 16, 16)
     torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def _small(tf_mode, bounded):
+    model = UNetGenerator(channels=8, num_blocks=1, tf_mode=tf_mode, bounded=bounded).eval()
+    with torch.no_grad():
+        model.tail.bias.fill_(1.5)  # outputs beyond [-1, 1], so the bound shows
+    return model
+
+
+@pytest.mark.parametrize("tf_mode,bounded", [(True, False), (False, True), (True, True), (False, False)])
+def test_save_generator_round_trip_keeps_tf_mode_and_bound(tmp_path, tf_mode, bounded):
+    model = _small(tf_mode, bounded)
+    path = save_generator(model, tmp_path / "new" / "g.pt", licence="MIT", source="a test")
+    assert [p.name for p in path.parent.iterdir()] == ["g.pt"]  # no temporary file left behind
+    loaded = UNetGenerator.from_weights(path)
+    assert loaded.config() == model.config() and not loaded.training
+    x = torch.rand(1, 3, 16, 24) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+        # the conventions matter: the same tensors in the other padding/resize give another picture
+        other = UNetGenerator(channels=8, num_blocks=1, tf_mode=not tf_mode, bounded=bounded).eval()
+        other.load_state_dict(model.state_dict())
+        assert (other(x) - model(x)).abs().max() > 1e-5
+    payload = torch.load(path, weights_only=True)
+    assert (payload["licence"], payload["source"]) == ("MIT", "a test")
+
+
+def test_save_generator_replaces_a_file_only_when_the_new_one_is_complete(tmp_path, monkeypatch):
+    path = save_generator(_small(True, False), tmp_path / "g.pt", licence="MIT", source="first")
+    before = path.read_bytes()
+
+    def full_disk(obj, f, *args, **kwargs):
+        open(f, "wb").write(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        save_generator(_small(False, True), path, licence="MIT", source="second")
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["g.pt"]
+
+
+def test_a_bare_state_dict_of_unknown_origin_is_refused(tmp_path):
+    torch.save(UNetGenerator().state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(UsageError, match="conventions of these weights are unknown.*save_generator"):
+        UNetGenerator.from_weights(tmp_path / "bare.pt")
+    # the same inside a checkpoint-like dict that lacks generator_config
+    torch.save({"generator": UNetGenerator().state_dict()}, tmp_path / "old.pt")
+    with pytest.raises(UsageError, match="conventions of these weights are unknown"):
+        UNetGenerator.from_weights(tmp_path / "old.pt")
+
+
+def test_files_that_hold_no_generator_are_usage_errors_on_one_line(tmp_path):
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    torch.save({"generator": PatchDiscriminator().state_dict(), "generator_config": UNetGenerator().config()},
+               tmp_path / "wrong.pt")
+    for name, message in (("photo.png", "not a generator file that torch can load safely"),
+                          ("wrong.pt", "do not fit UNetGenerator")):
+        with pytest.raises(UsageError, match=message) as caught:
+            UNetGenerator.from_weights(tmp_path / name)
+        assert "\n" not in str(caught.value)
+
+
+def test_from_weights_passes_a_generator_through_and_names_unknown_specs(tmp_path):
+    model = UNetGenerator(channels=8, num_blocks=1)
+    assert UNetGenerator.from_weights(model) is model
+    with pytest.raises(FileNotFoundError, match="neither a known name .*'official': `animescene download "
+                                                "whitebox-official`"):
+        UNetGenerator.from_weights(tmp_path / "typo.pt")
+    assert GeneratorWeights("official") is GeneratorWeights.WHITEBOX_OFFICIAL
+    assert "NC" in GeneratorWeights.WHITEBOX_OFFICIAL.licence  # non-commercial travels with the entry
+    assert GeneratorWeights.WHITEBOX_OFFICIAL.config == {"channels": 32, "num_blocks": 4, "tf_mode": True,
+                                                         "bounded": False}
 
 
 @pytest.mark.gpu

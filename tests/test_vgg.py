@@ -5,7 +5,9 @@ import pytest
 import torch
 import torchvision
 
-from animescene.vgg import CAFFE_MEAN_BGR, VGGFeatures, layer_names, resolve_weights
+from animescene.errors import UsageError
+from animescene.metrics import HEDVGGFeatures
+from animescene.vgg import CAFFE_MEAN_BGR, FrozenModule, VGGFeatures, VGGWeights, layer_names, resolve_weights
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +21,7 @@ def hed_home(tmp_path_factory, shared_data_or_none):
     h5 = shared_data_or_none / "weights" / "hed_bsds500.weights.h5" if shared_data_or_none else None
     if h5 is None or not h5.is_file():
         pytest.skip("no HED weights: neither the cache nor ../shared/data/weights has them "
-                    "(python -m data_scripts.download vgg16-hed)")
+                    "(animescene download vgg16-hed)")
     from animescene.convert import hed_state_dict_from_h5
 
     home = tmp_path_factory.mktemp("animescene_home")
@@ -108,7 +110,7 @@ def test_imagenet_offline_without_cache_says_how_to_fix(monkeypatch, tmp_path):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match="data_scripts.download vgg16-hed"):
+    with pytest.raises(UsageError, match="animescene download vgg16-hed"):
         VGGFeatures("vgg16", weights="imagenet")
 
 
@@ -118,13 +120,13 @@ def test_auto_weights_in_smoke_mode_without_files_are_random(monkeypatch, tmp_pa
     monkeypatch.setenv("ANIMESCENE_SMOKE", "1")
     assert resolve_weights("auto") is None
     monkeypatch.setenv("ANIMESCENE_SMOKE", "0")
-    with pytest.raises(FileNotFoundError, match="data_scripts.download vgg16-hed"):
+    with pytest.raises(FileNotFoundError, match="animescene download vgg16-hed"):
         resolve_weights("auto")
 
 
 def test_missing_hed_file_names_the_download_command(monkeypatch, tmp_path):
     monkeypatch.setenv("ANIMESCENE_HOME", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="data_scripts.download vgg16-hed"):
+    with pytest.raises(FileNotFoundError, match="animescene download vgg16-hed"):
         VGGFeatures("vgg16", weights="hed")
 
 
@@ -169,3 +171,55 @@ def test_hed_module_is_frozen_and_side_outputs_are_full_size(hed_home):
     assert not model.training and all(not p.requires_grad for p in model.parameters())
     sides = model.side_outputs(torch.zeros(1, 3, 40, 56))
     assert [s.shape for s in sides] == [(1, 1, 40, 56)] * 5
+
+
+def test_vgg_weights_names_resolve_to_members_that_equal_their_names():
+    for spec in ("hed", "HED", VGGWeights.HED):
+        assert resolve_weights(spec) is VGGWeights.HED
+    assert resolve_weights("imagenet") is VGGWeights.IMAGENET and resolve_weights(None) is None
+    assert {"hed": "HED-VGG16"}[VGGWeights.HED] == "HED-VGG16"  # tables keyed by name keep working
+    assert VGGWeights.HED.config["caffe"] and not VGGWeights.IMAGENET.config["caffe"]
+    assert VGGWeights.HED.licence.startswith("MIT") and VGGWeights.HED.source == "vgg16-hed"
+
+
+@pytest.mark.parametrize("make", [lambda: VGGFeatures("vgg16", "relu1_2", weights=None),
+                                  lambda: HEDVGGFeatures(weights=None)])
+def test_pretrained_extractors_share_one_frozen_train_rule(make):
+    module = make()
+    assert isinstance(module, FrozenModule)
+    torch.nn.Sequential(module).train()
+    assert not module.training
+
+
+def test_hed_from_a_copied_path_equals_hed_by_name(hed_home, tmp_path):
+    from animescene.edges import HED
+
+    copy = tmp_path / "my_hed.pt"
+    copy.write_bytes(hed_home.read_bytes())
+    image, _ = _disc_image(48)
+    by_name, by_path = HED("hed"), HED(copy)
+    assert isinstance(by_path, FrozenModule) and by_path.backbone.caffe
+    torch.testing.assert_close(by_path(image), by_name(image), rtol=0, atol=0)
+    with pytest.raises(UsageError, match="no HED side/fuse layers"):
+        HED(None)
+
+
+def test_a_damaged_hed_cache_is_refused_with_the_fix(hed_home, tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    cached = home / "weights" / hed_home.name
+    data = bytearray(hed_home.read_bytes())
+    cached.write_bytes(bytes(data))
+    (home / "fetched").mkdir()
+    (home / "fetched" / "vgg16-hed.json").write_text(json.dumps(
+        {"sources": {}, "outputs": {f"weights/{cached.name}": hashlib.sha256(data).hexdigest()}}))
+    monkeypatch.setenv("ANIMESCENE_HOME", str(home))
+    assert VGGFeatures("vgg16", "relu1_1", weights="hed").caffe  # intact: loads
+    data[len(data) // 3] ^= 0x10
+    cached.write_bytes(bytes(data))
+    with pytest.raises(UsageError, match="damaged") as caught:
+        VGGFeatures("vgg16", "relu1_1", weights="hed")
+    assert str(cached) in str(caught.value) and "`animescene download vgg16-hed --force`" in str(caught.value)
