@@ -365,8 +365,7 @@ def run_train(args: argparse.Namespace) -> dict:
     """The ``train`` benchmark: adversarial iterations/s and the structure-wait share on a demo set."""
     import tempfile
 
-    from data_scripts.make_demo_set import make_demo_set
-
+    from .demo_set import make_demo_set
     from .train import TrainConfig, Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -379,12 +378,12 @@ def run_train(args: argparse.Namespace) -> dict:
         )
         trainer = Trainer(config)
         trainer.fit(max_steps=3)  # warm-up: workers start, first target computed in-line
-        trainer._wait = trainer._busy = 0.0
+        trainer.structure_wait.reset()
         started = time.perf_counter()
         trainer.fit(max_steps=args.steps)
         elapsed = time.perf_counter() - started
         result = {"iterations/s": args.steps / elapsed, "images/s": args.steps * args.batch / elapsed,
-                  "structure wait share": trainer._wait / trainer._busy, "structure workers": trainer.structure_workers,
+                  "structure wait share": trainer.structure_wait.share, "structure workers": trainer.structure.workers,
                   "size": args.size, "batch": args.batch, "device": str(trainer.device)}
     print(f"\nAdversarial training at {args.size}x{args.size}, batch {args.batch}, {args.steps} timed steps")
     print_table([result], list(result))

@@ -18,6 +18,9 @@ How an item is chosen (``n`` = the size of the pool it is drawn from):
 Indices past ``len(dataset)`` are valid and simply continue into later epochs: feed a trainer's global
 item counter to it, e.g. ``DataLoader(ds, batch_size=16, sampler=range(16 * step, 16 * steps))``.
 
+:class:`StepSampler` and :class:`StepBatches` are how the trainer feeds it: the batch of step ``k`` of
+process ``r`` is a function of ``(seed, k, r)``, so a resumed run draws what it would have drawn.
+
 Unreadable files never stop a run: they are dropped with a warning when the dataset is built, or
 when they fail to decode later, and listed in ``dataset.skipped``.
 """
@@ -31,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from .errors import UsageError
 from .images import IMAGE_SUFFIXES, ImageReadError, list_images, read_image
 
 # streams of the seeded generators: one per pool's permutations, one for the per-item draws
@@ -203,6 +207,68 @@ class ImageFolderDataset(Dataset):
         return image[0].contiguous(), str(path)
 
 
+class StepSampler(Sampler):
+    """An endless index stream for one process that starts at any step: the data order is a function of
+    ``(seed, step, rank)`` only, which is what makes a resumed run draw the batches it would have drawn.
+
+    Each epoch is a ``DistributedSampler`` permutation (disjoint shards per rank, reshuffled by
+    ``set_epoch``); indices are offset by ``epoch * length`` so that :class:`UnpairedImages` draws fresh
+    crops every epoch.
+
+    Args:
+        length: ``len(dataset)``.
+        batch_size: items per step and process.
+        start_step: the step whose batch comes first.
+        rank, world_size: this process and the number of processes.
+        seed: the shuffling seed.
+    """
+
+    def __init__(self, length: int, batch_size: int, start_step: int, rank: int, world_size: int, seed: int):
+        self.length, self.batch_size, self.start_step = length, batch_size, start_step
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+
+    def __iter__(self):
+        epoch_sampler = DistributedSampler(range(self.length), num_replicas=self.world_size, rank=self.rank,
+                                           shuffle=True, seed=self.seed, drop_last=True)
+        per_epoch = len(epoch_sampler)
+        epoch, offset = divmod(self.start_step * self.batch_size, per_epoch)
+        while True:
+            epoch_sampler.set_epoch(epoch)
+            for index in list(epoch_sampler)[offset:]:
+                yield epoch * self.length + index
+            epoch, offset = epoch + 1, 0
+
+
+class StepBatches:
+    """The batches of steps ``start_step, start_step + 1, ...`` for one process, one step ahead.
+
+    ``next(batches)`` is this step's batch; :attr:`upcoming` is already the next step's, so a trainer can
+    start work on it (the structure look-ahead) before the step ends. Each batch is a tuple of
+    ``(B, ...)`` tensors as the dataset's items stack, e.g. ``(photo, cartoon)``, each ``(B, 3, S, S)``.
+
+    Args:
+        dataset: items that are a function of their index (indices past ``len`` go on into later epochs).
+        batch_size, start_step, rank, world_size, seed: as for :class:`StepSampler`.
+        num_workers: ``DataLoader`` processes (0 loads in this one).
+        pin_memory: page-locked host memory, for fast copies to a GPU.
+    """
+
+    def __init__(self, dataset, batch_size: int, start_step: int = 0, *, rank: int = 0, world_size: int = 1,
+                 seed: int = 0, num_workers: int = 0, pin_memory: bool = False):
+        sampler = StepSampler(len(dataset), batch_size, start_step, rank, world_size, seed)
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                            pin_memory=pin_memory, persistent_workers=num_workers > 0)
+        self._batches = iter(loader)
+        self.upcoming = next(self._batches)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch, self.upcoming = self.upcoming, next(self._batches)
+        return batch
+
+
 def _as_dirs(dirs) -> list[Path]:
     if isinstance(dirs, (str, Path)):
         return [Path(dirs)]
@@ -215,12 +281,14 @@ def _scan(dirs, what: str, skipped: list[Path]) -> list[Path]:
 
     folders = _as_dirs(dirs)
     if not folders:
-        raise ValueError(f"no {what} folder given; pass at least one folder of images")
+        raise UsageError(f"no {what} folder given; pass at least one folder of images")
     readable = []
     for folder in folders:
+        if not folder.is_dir():
+            raise UsageError(f"the {what} folder {folder} does not exist; check the path")
         files = list_images(folder)
         if not files:
-            raise ValueError(
+            raise UsageError(
                 f"the {what} folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
                 "put images there or leave the folder out"
             )
@@ -235,7 +303,7 @@ def _scan(dirs, what: str, skipped: list[Path]) -> list[Path]:
                 continue
             readable.append(path)
     if not readable:
-        raise ValueError(f"none of the {what} images in {', '.join(map(str, folders))} is readable")
+        raise UsageError(f"none of the {what} images in {', '.join(map(str, folders))} is readable")
     return readable
 
 

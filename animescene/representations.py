@@ -26,7 +26,7 @@ import torch
 
 from .filters import guided_filter
 from .images import check_batch, check_range
-from .segmentation import check_structure_args, structure_image
+from .segmentation import STRUCTURE_DEFAULTS, check_structure_args, structure_image
 
 # The uniform ranges of the reference's color shift (utils.color_shift, mode="uniform"), in RGB order;
 # the reference lists them as B, G, R because it reads images with OpenCV. Their midpoints are the
@@ -126,12 +126,12 @@ def texture(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.
 def structure(
     x: torch.Tensor,
     *,
-    segments: int = 200,
-    method: str = "selective",
+    segments: int = STRUCTURE_DEFAULTS.segments,
+    method: str = STRUCTURE_DEFAULTS.method,
     workers: int | StructurePool | None = None,
-    gamma1: float = 20.0,
-    gamma2: float = 40.0,
-    mu: float = 1.2,
+    gamma1: float = STRUCTURE_DEFAULTS.gamma1,
+    gamma2: float = STRUCTURE_DEFAULTS.gamma2,
+    mu: float = STRUCTURE_DEFAULTS.mu,
 ) -> torch.Tensor:
     r"""Structure representation :math:`F_{sr}(x)`: each image painted as flat regions.
 
@@ -221,11 +221,11 @@ class StructurePool:
         self,
         x: torch.Tensor,
         *,
-        segments: int = 200,
-        method: str = "selective",
-        gamma1: float = 20.0,
-        gamma2: float = 40.0,
-        mu: float = 1.2,
+        segments: int = STRUCTURE_DEFAULTS.segments,
+        method: str = STRUCTURE_DEFAULTS.method,
+        gamma1: float = STRUCTURE_DEFAULTS.gamma1,
+        gamma2: float = STRUCTURE_DEFAULTS.gamma2,
+        mu: float = STRUCTURE_DEFAULTS.mu,
     ) -> Future[torch.Tensor]:
         """Start :func:`structure` of ``x`` in the workers; the future holds the ``(B, 3, H, W)`` result.
 

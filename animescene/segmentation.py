@@ -39,6 +39,7 @@ that this module fixes:
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -46,6 +47,30 @@ import scipy.ndimage as ndi
 import skimage.segmentation
 
 METHODS = ("selective", "slic")
+
+
+@dataclass(frozen=True)
+class StructureDefaults:
+    """White-box's settings of the structure representation: the one place the defaults are written.
+
+    Every function here and in :mod:`animescene.representations` that takes one of these, and
+    ``TrainConfig``, defaults to :data:`STRUCTURE_DEFAULTS`.
+
+    Attributes:
+        segments: regions to keep (selective search) or to aim for (SLIC).
+        method: one of :data:`METHODS`; ``"selective"`` is the paper's.
+        gamma1, gamma2: std thresholds of the adaptive colouring, in 0-255 units.
+        mu: exponent of the contrast step.
+    """
+
+    segments: int = 200
+    method: str = "selective"
+    gamma1: float = 20.0
+    gamma2: float = 40.0
+    mu: float = 1.2
+
+
+STRUCTURE_DEFAULTS = StructureDefaults()
 
 # Fixed histogram edges (what makes the histograms of two regions comparable). Colour: 25 bins per Lab
 # channel over the extent of the sRGB gamut in OpenCV's float Lab (L in [0, 100]).
@@ -94,7 +119,12 @@ def felzenszwalb(image: np.ndarray, scale: float = 10, sigma: float = 0.8, min_s
     return _consecutive(segmenter.processImage(np.ascontiguousarray(image, dtype=np.float32)))
 
 
-def slic(image: np.ndarray, segments: int = 200, sigma: float = 1.0, compactness: float = 10.0) -> np.ndarray:
+def slic(
+    image: np.ndarray,
+    segments: int = STRUCTURE_DEFAULTS.segments,
+    sigma: float = 1.0,
+    compactness: float = 10.0,
+) -> np.ndarray:
     """SLIC superpixels in Lab (``skimage.segmentation.slic``): about ``segments`` compact regions.
 
     Args:
@@ -134,7 +164,9 @@ def region_adjacency(labels: np.ndarray) -> np.ndarray:
     return np.stack([keys // n, keys % n], axis=1)
 
 
-def selective_search_grouping(image: np.ndarray, labels: np.ndarray, segments: int = 200) -> np.ndarray:
+def selective_search_grouping(
+    image: np.ndarray, labels: np.ndarray, segments: int = STRUCTURE_DEFAULTS.segments
+) -> np.ndarray:
     r"""Merge the most similar adjacent regions until at most ``segments`` are left (Uijlings et al.).
 
     The similarity of two regions is the sum of four terms, each in [0, 1]:
@@ -284,7 +316,10 @@ def mean_coloring(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def adaptive_region_colors(
-    image: np.ndarray, labels: np.ndarray, gamma1: float = 20.0, gamma2: float = 40.0
+    image: np.ndarray,
+    labels: np.ndarray,
+    gamma1: float = STRUCTURE_DEFAULTS.gamma1,
+    gamma2: float = STRUCTURE_DEFAULTS.gamma2,
 ) -> np.ndarray:
     r"""The colour White-box's adaptive colouring gives each region: an ``(n, 3)`` float64 array.
 
@@ -315,13 +350,16 @@ def adaptive_region_colors(
 
 
 def adaptive_coloring(
-    image: np.ndarray, labels: np.ndarray, gamma1: float = 20.0, gamma2: float = 40.0
+    image: np.ndarray,
+    labels: np.ndarray,
+    gamma1: float = STRUCTURE_DEFAULTS.gamma1,
+    gamma2: float = STRUCTURE_DEFAULTS.gamma2,
 ) -> np.ndarray:
     """Paint every region with its :func:`adaptive_region_colors` colour: an ``(H, W, 3)`` float64 image."""
     return adaptive_region_colors(image, labels, gamma1, gamma2)[labels]
 
 
-def contrast(values: np.ndarray, mu: float = 1.2) -> np.ndarray:
+def contrast(values: np.ndarray, mu: float = STRUCTURE_DEFAULTS.mu) -> np.ndarray:
     """White-box's contrast step on [0, 255] values: ``255 * (v / 255) ** mu``, rescaled to a maximum of 255.
 
     The reference writes it on ``[-1, 1]`` data as ``x = ((x + 1) / 2) ** mu; x /= x.max(); x = 2x - 1``.
@@ -343,11 +381,11 @@ def contrast(values: np.ndarray, mu: float = 1.2) -> np.ndarray:
 
 def structure_image(
     image: np.ndarray,
-    segments: int = 200,
-    method: str = "selective",
-    gamma1: float = 20.0,
-    gamma2: float = 40.0,
-    mu: float = 1.2,
+    segments: int = STRUCTURE_DEFAULTS.segments,
+    method: str = STRUCTURE_DEFAULTS.method,
+    gamma1: float = STRUCTURE_DEFAULTS.gamma1,
+    gamma2: float = STRUCTURE_DEFAULTS.gamma2,
+    mu: float = STRUCTURE_DEFAULTS.mu,
 ) -> np.ndarray:
     """White-box's structure representation of one image: an ``(H, W, 3)`` float32 image in [0, 255].
 

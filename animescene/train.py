@@ -8,20 +8,23 @@
    ``β1·L_tv + β2·L_surface + β3·L_structure + β4·L_texture + β5·L_content`` on
    ``fake = guided_filter(x, G(x), 1, 1e-2)``, then one update of both discriminators (LSGAN).
 
-Engineering that the lesson does not need to show, but a real run does:
+The recipe is :meth:`Trainer._pretrain_step` and :meth:`Trainer._adversarial_step`. The engineering a
+real run needs, and the lesson does not, lives beside it:
 
-- **the structure representation off the critical path**: superpixels run on the CPU in worker
-  processes. While step ``k`` runs on the accelerator, the workers already compute the target of step
-  ``k+1`` from ``G(x_{k+1})`` with the weights before step ``k``'s update (one update old, which the
-  loss does not notice), so the accelerator waits only when the workers are too slow. The share of
-  time spent waiting is logged as ``structure_wait``.
-- **mixed precision** (``amp``: bf16 or fp16 autocast, the guided filter stays fp32) and
-  channels-last memory on the GPU;
-- **exact resume**: a checkpoint folder holds the models, the optimizers, the step, every random state
-  and the pending structure target; data order depends only on (seed, step). Resuming gives the same
-  numbers as never stopping (bit-identical on the CPU);
-- a NaN/inf guard that stops with a message; atomic checkpoints keeping the last ``keep_checkpoints``;
-  ``metrics.csv`` (and optionally TensorBoard); a progress bar; sample grids every ``sample_every`` steps.
+- :class:`StructureTargets`, **the structure representation off the critical path**: superpixels run on
+  the CPU in worker processes. While step ``k`` runs on the accelerator, the workers already compute the
+  target of step ``k+1`` from ``G(x_{k+1})`` with the weights before step ``k``'s update (one update old,
+  which the loss does not notice), so the accelerator waits only when the workers are too slow. The
+  share of time spent waiting is ``trainer.structure_wait.share``, logged as ``structure_wait``;
+- :class:`animescene.data.StepBatches`: the data order depends only on (seed, step), so a resumed run
+  draws the batches it would have drawn;
+- :mod:`animescene.checkpoint`: atomic checkpoints with a sha256 manifest, keeping the last
+  ``keep_checkpoints``; resuming skips damaged ones and gives the same numbers as never stopping
+  (bit-identical on the CPU);
+- :class:`animescene.runlog.RunLog`: ``metrics.csv`` (and optionally TensorBoard);
+- mixed precision (``amp``: bf16 or fp16 autocast, the guided filter stays fp32), channels-last memory
+  on the GPU, a NaN/inf guard that stops with a message, a progress bar and sample grids every
+  ``sample_every`` steps.
 
 Under ``torchrun`` the same code trains with DistributedDataParallel (see :mod:`animescene.distributed`).
 ``batch_size`` is per process: the global batch is ``batch_size * world_size``.
@@ -29,141 +32,108 @@ Under ``torchrun`` the same code trains with DistributedDataParallel (see :mod:`
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import json
 import os
-import shutil
 import time
-from collections import defaultdict
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from . import distributed
-from .data import ImageFolderDataset, UnpairedImages
-from .filters import guided_filter, post_process
+from . import checkpoint, distributed
+from .data import ImageFolderDataset, StepBatches, UnpairedImages
+from .errors import UsageError
+from .filters import guided_filter
 from .images import write_image
-from .losses import Betas, GeneratorLoss, discriminator_loss
+from .losses import GeneratorLoss, discriminator_loss
 from .models import PatchDiscriminator, UNetGenerator
 from .representations import StructurePool, sample_color_shift, structure
+from .runlog import RunLog, sample_grid
 from .runtime import resolve_device, smoke_mode
+from .train_config import TrainConfig
 from .vgg import VGGFeatures, resolve_weights
+
+__all__ = ["StructureTargets", "TrainConfig", "Trainer", "TrainingDiverged", "WaitShare"]
+
+LOG_COLUMNS = ("step", "phase", "recon", "g_total", *GeneratorLoss.TERMS, "d_total", "d_surface", "d_texture",
+               "structure_wait", "lr")
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite."""
+    """A loss, the weights or the optimizer state became NaN or infinite."""
 
 
 @dataclass
-class TrainConfig:
-    """Everything a run depends on; saved with every checkpoint. Defaults follow White-box's code.
+class WaitShare:
+    """Time spent in training steps (``busy_s``), and the part of it spent on structure targets."""
 
-    Load one from YAML or JSON with :meth:`from_file`; ``animescene train --config FILE`` does.
-    """
-
-    # data: unpaired folders of photos and cartoons; the thesis mixes scenery with faces
-    photo_dirs: list[str] = field(default_factory=list)
-    cartoon_dirs: list[str] = field(default_factory=list)
-    face_photo_dirs: list[str] = field(default_factory=list)
-    face_cartoon_dirs: list[str] = field(default_factory=list)
-    face_ratio: float = 0.0  # share of face items; White-box trains one batch in five (0.2) on faces
-    size: int = 256
-    batch_size: int = 16  # per process
-    num_workers: int = 2  # data-loading processes
-    # schedule
-    pretrain_steps: int = 50_000
-    steps: int = 100_000
-    lr: float = 2e-4
-    adam_betas: tuple[float, float] = (0.5, 0.99)
-    # losses
-    betas: dict = field(default_factory=lambda: Betas().as_dict())
-    train_filter_eps: float = 1e-2  # guided_filter(x, G(x), r=1, eps) before every loss
-    structure_method: str = "selective"
-    segments: int = 200
-    structure_workers: int = -1  # -1: one per CPU core but one; 0: compute in this process
-    vgg_arch: str = "vgg16"
-    vgg_layer: str | None = None  # None: conv4_3 for vgg16, conv4_4 for vgg19
-    vgg_weights: str | None = "auto"
-    # generator
-    channels: int = 32
-    num_blocks: int = 4
-    bounded: bool = True
-    tf_mode: bool = False  # TensorFlow padding/resize, to fine-tune the official weights
-    # run
-    device: str = "auto"
-    amp: str = "auto"  # "auto" (bf16 on a GPU that has it), "bf16", "fp16", "none"
-    channels_last: bool | None = None  # None: on the GPU only
-    seed: int = 0
-    out_dir: str = "runs/whitebox"
-    log_every: int = 50  # 0 turns logging, sample grids or checkpoints off
-    sample_every: int = 500
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    tensorboard: bool = False
-
-    def __post_init__(self):
-        self.betas = Betas(**{**Betas().as_dict(), **self.betas}).as_dict()  # fills defaults, rejects typos
-        self.adam_betas = tuple(self.adam_betas)
+    waited_s: float = 0.0
+    busy_s: float = 0.0
 
     @property
-    def total_steps(self) -> int:
-        return self.pretrain_steps + self.steps
+    def share(self) -> float:
+        """``waited_s / busy_s`` in [0, 1]; 0 before any step."""
+        return self.waited_s / self.busy_s if self.busy_s else 0.0
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def reset(self) -> None:
+        self.waited_s = self.busy_s = 0.0
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known fields: {sorted(known)}")
-        return cls(**values)
-
-    @classmethod
-    def from_file(cls, path) -> "TrainConfig":
-        """Read a ``.yaml``/``.yml`` or ``.json`` file of field values."""
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(text) or {}
-        else:
-            values = json.loads(text)
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of TrainConfig fields, got {type(values).__name__}")
-        return cls.from_dict(values)
+    @contextmanager
+    def waiting(self):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.waited_s += time.perf_counter() - started
 
 
-class _StepSampler(Sampler):
-    """An endless index stream for one process that starts at any step: the data order is a function of
-    (seed, step, rank) only, which is what makes resume exact.
+class StructureTargets:
+    """Structure targets computed one step ahead, in worker processes (or here with ``workers=0``).
 
-    Each epoch is a ``DistributedSampler`` permutation (disjoint shards per rank, reshuffled by
-    ``set_epoch``); indices are offset by ``epoch * len`` so the dataset draws fresh crops every epoch.
+    ``take(photo, upcoming)`` returns the target of this step's ``(B, 3, H, W)`` photos (the one started a
+    step ago, else computed now) and starts the one of the ``upcoming`` photos, which the next call takes.
+    A target is :func:`animescene.representations.structure` of ``render(photos)``, the generator's
+    outputs. The time the caller waits for targets is added to ``timer.waited_s``. ``open()`` starts the
+    workers, ``close()`` stops them; a target still to be taken stays in ``pending`` (and checkpoints).
     """
 
-    def __init__(self, length: int, batch_size: int, start_step: int, rank: int, world_size: int, seed: int):
-        self.length, self.batch_size, self.start_step = length, batch_size, start_step
-        self.rank, self.world_size, self.seed = rank, world_size, seed
+    def __init__(self, render, segments: int, method: str, workers: int, timer: WaitShare):
+        self.render, self.options = render, {"segments": segments, "method": method}
+        self.workers, self.timer = workers, timer
+        self.pool: StructurePool | None = None
+        self.pending: torch.Tensor | Future | None = None
 
-    def __iter__(self):
-        epoch_sampler = DistributedSampler(
-            range(self.length), num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=self.seed, drop_last=True
-        )
-        per_epoch = len(epoch_sampler)
-        epoch, offset = divmod(self.start_step * self.batch_size, per_epoch)
-        while True:
-            epoch_sampler.set_epoch(epoch)
-            for index in list(epoch_sampler)[offset:]:
-                yield epoch * self.length + index
-            epoch, offset = epoch + 1, 0
+    def open(self) -> None:
+        if self.workers > 0:
+            self.pool = StructurePool(self.workers)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()  # waits for the pending target, which the next fit() uses
+            self.pool = None
+
+    def _submit(self, fake: torch.Tensor) -> None:
+        if self.pool is None:
+            with self.timer.waiting():
+                self.pending = structure(fake, **self.options)
+        else:
+            self.pending = self.pool.submit(fake, **self.options)
+
+    def take(self, photo: torch.Tensor, upcoming: torch.Tensor) -> torch.Tensor:
+        if self.pending is None:  # the first adversarial step (or a resume from before it)
+            self._submit(self.render(photo))
+        with self.timer.waiting():
+            target = self.pending.result() if isinstance(self.pending, Future) else self.pending
+        self.pending = None
+        self._submit(self.render(upcoming))
+        return target.to(photo.device, non_blocking=True)
+
+    def pending_tensor(self) -> torch.Tensor | None:
+        """The pending target on the CPU (waiting for it), for a checkpoint."""
+        pending = self.pending.result() if isinstance(self.pending, Future) else self.pending
+        return None if pending is None else pending.cpu()
 
 
 class Trainer:
@@ -177,49 +147,29 @@ class Trainer:
         self.config = config
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
+        # checked before anything is built: a missing device or folder stops the run at once
         self.device = distributed.device() if self.world_size > 1 else resolve_device(config.device)
+        self.dataset = dataset if dataset is not None else _dataset(config)
         self.out_dir = Path(config.out_dir)
-        torch.manual_seed(config.seed)  # same initial weights on every rank
-        self.generator = UNetGenerator(
-            config.channels, config.num_blocks, tf_mode=config.tf_mode, bounded=config.bounded
-        ).to(self.device)
-        self.disc_surface = PatchDiscriminator(3).to(self.device)
-        self.disc_texture = PatchDiscriminator(1).to(self.device)
         self.amp_dtype = _amp_dtype(config.amp, self.device)
         self.channels_last = config.channels_last if config.channels_last is not None else self.device.type == "cuda"
-        if self.channels_last:
-            for model in (self.generator, self.disc_surface, self.disc_texture):
-                model.to(memory_format=torch.channels_last)
-        self.g_model, self.ds_model, self.dt_model = (
-            distributed.wrap(m, self.device) for m in (self.generator, self.disc_surface, self.disc_texture)
-        )
-        self.g_opt = self._adam(self.generator)
-        self.d_opt = self._adam(self.disc_surface, self.disc_texture)
+        models = _models(config, self.device, self.channels_last)
+        self.generator, self.disc_surface, self.disc_texture = models
+        self.g_model, self.ds_model, self.dt_model = (distributed.wrap(m, self.device) for m in models)
+        self.g_opt = _adam(self.config, self.generator)
+        self.d_opt = _adam(self.config, self.disc_surface, self.disc_texture)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.vgg = VGGFeatures(config.vgg_arch, config.vgg_layer, weights=_vgg_weights(config)).to(self.device)
         self.g_loss = GeneratorLoss(config.betas, vgg=self.vgg)
         self.texture_rng = torch.Generator().manual_seed(config.seed + 1)
-        self.dataset = dataset if dataset is not None else UnpairedImages(
-            config.photo_dirs,
-            config.cartoon_dirs,
-            config.size,
-            face_photo_dirs=config.face_photo_dirs,
-            face_cartoon_dirs=config.face_cartoon_dirs,
-            face_ratio=config.face_ratio,
-            seed=config.seed,
-        )
         self.step = 0
-        self.pending_structure: torch.Tensor | Future | None = None
-        self.structure_workers = _structure_workers(config.structure_workers)
-        self.structure_pool: StructurePool | None = None  # started by fit(), stopped when it returns
-        self._batches = None
-        self._metrics = defaultdict(list)
-        self._wait = 0.0
-        self._busy = 0.0
-        self._writer = None
+        self.structure_wait = WaitShare()
+        self.structure = StructureTargets(self._structure_input, config.segments, config.structure_method,
+                                          _structure_workers(config.structure_workers), self.structure_wait)
+        self.log = RunLog(self.out_dir, LOG_COLUMNS, tensorboard=config.tensorboard, enabled=self.is_main)
+        self.batches: StepBatches | None = None  # started at self.step by the first train_step
         self._sample_photos = None
 
-    # ----------------------------------------------------------------------------------------- run
     def fit(self, max_steps: int | None = None) -> dict:
         """Train up to ``config.total_steps`` (or ``max_steps`` more steps); returns the last metrics.
 
@@ -227,11 +177,12 @@ class Trainer:
         """
         from tqdm.auto import tqdm
 
-        stop = self.config.total_steps if max_steps is None else min(self.config.total_steps, self.step + max_steps)
+        _check_max_steps(max_steps)
+        total = self.config.total_steps
+        stop = total if max_steps is None else min(total, self.step + max_steps)
         last: dict = {}
-        progress = tqdm(total=self.config.total_steps, initial=self.step, disable=not self.is_main, desc="train")
-        if self.structure_workers > 0:
-            self.structure_pool = StructurePool(self.structure_workers)
+        progress = tqdm(total=total, initial=self.step, disable=not self.is_main, desc="train")
+        self.structure.open()
         try:
             while self.step < stop:
                 last = self.train_step()
@@ -245,11 +196,8 @@ class Trainer:
                     self.save_checkpoint()
         finally:
             progress.close()
-            if self.structure_pool is not None:
-                self.structure_pool.close()  # waits for a pending target, which the next fit() uses
-                self.structure_pool = None
-            if self._writer is not None:
-                self._writer.close()
+            self.structure.close()
+            self.log.close()
         return last
 
     def _due(self, every: int, stop: int) -> bool:
@@ -259,33 +207,36 @@ class Trainer:
     def train_step(self) -> dict:
         """One optimisation step (pretraining or adversarial, by ``self.step``); returns its losses."""
         started = time.perf_counter()
-        photo, cartoon = self._next_batch()
+        if self.batches is None:
+            self.batches = StepBatches(self.dataset, self.config.batch_size, self.step, rank=self.rank,
+                                       world_size=self.world_size, seed=self.config.seed,
+                                       num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
+        photo, cartoon = (self._to_device(t) for t in next(self.batches))
         if self.step < self.config.pretrain_steps:
             values = self._pretrain_step(photo)
         else:
             values = self._adversarial_step(photo, cartoon)
         self.step += 1
-        self._busy += time.perf_counter() - started
-        for name, value in values.items():
-            self._metrics[name].append(value)
+        self.structure_wait.busy_s += time.perf_counter() - started
+        self.log.add(values)
         return values
 
+    # -------------------------------------------------------------------------------- the recipe
     def _pretrain_step(self, photo: torch.Tensor) -> dict:
+        """Content-only pretraining: ``G`` learns to give the photo back (L1)."""
         with self._autocast():
             recon = F.l1_loss(self.g_model(photo).float(), photo)
         self._guard({"recon": recon})
-        self.g_opt.zero_grad(set_to_none=True)
-        self.scaler.scale(recon).backward()
-        self.scaler.step(self.g_opt)
+        self._descend(self.g_opt, recon)
         self.scaler.update()
         if self.step + 1 == self.config.pretrain_steps:
-            self.g_opt = self._adam(self.generator)  # White-box restarts Adam for the adversarial phase
+            self.g_opt = _adam(self.config, self.generator)  # White-box restarts Adam for the adversarial phase
         return {"recon": recon.item()}
 
     def _adversarial_step(self, photo: torch.Tensor, cartoon: torch.Tensor) -> dict:
-        target = self._take_structure(photo)
-        # look ahead: the workers start on the next batch's target while this step runs
-        self.pending_structure = self._submit_structure(self._peek_photo())
+        """One generator update on the five losses, then one update of both discriminators (LSGAN)."""
+        # this batch's target (looked ahead during the last step); the workers start on the next batch's
+        target = self.structure.take(photo, upcoming=self._to_device(self.batches.upcoming[0]))
         # The generator step reads the discriminators without training them: their unwrapped modules
         # (no DDP gradient sync) with gradients off (no wasted weight gradients).
         self._discriminators_trainable(False)
@@ -293,16 +244,12 @@ class Trainer:
             fake = self._cartoonize(photo)
             g_terms = self.g_loss(photo, fake, target, self.disc_surface, self.disc_texture, self._color_weights(1))
         self._guard(g_terms)
-        self.g_opt.zero_grad(set_to_none=True)
-        self.scaler.scale(g_terms["total"]).backward()
-        self.scaler.step(self.g_opt)
+        self._descend(self.g_opt, g_terms["total"])
         self._discriminators_trainable(True)
         with self._autocast():
             d_terms = discriminator_loss(self.ds_model, self.dt_model, fake.detach(), cartoon, self._color_weights(2))
         self._guard(d_terms)
-        self.d_opt.zero_grad(set_to_none=True)
-        self.scaler.scale(d_terms["total"]).backward()
-        self.scaler.step(self.d_opt)
+        self._descend(self.d_opt, d_terms["total"])
         self.scaler.update()
         values = {f"g_{name}" if name == "total" else name: v.item() for name, v in g_terms.items()}
         values.update({f"d_{name}": v.item() for name, v in d_terms.items()})
@@ -313,261 +260,146 @@ class Trainer:
         generator = self.g_model if generator is None else generator
         return guided_filter(photo, generator(photo).float(), 1, self.config.train_filter_eps)
 
-    def _color_weights(self, batches: int) -> torch.Tensor:
-        """Colour-shift weights for ``batches`` stacked per-process batches.
+    def _structure_input(self, photo: torch.Tensor) -> torch.Tensor:
+        # the plain module: a forward without gradients must not go through DDP
+        with torch.no_grad(), self._autocast():
+            return self._cartoonize(photo, self.generator).float().clamp(-1, 1)
 
-        Every rank draws the weights of the whole global batch from the same generator and keeps the
-        rows of its own samples (rank ``r`` holds global positions ``r, r + W, ...``, as the sampler
-        deals them), so a W-process run draws exactly what a one-process run of the global batch does.
-        """
-        per_rank = self.config.batch_size
-        weights = sample_color_shift(batches * per_rank * self.world_size, self.texture_rng)
-        blocks = weights.view(batches, per_rank * self.world_size, 3)[:, self.rank :: self.world_size]
-        return blocks.reshape(batches * per_rank, 3)
+    def _color_weights(self, batches: int) -> torch.Tensor:
+        return _rank_color_weights(batches, self.config.batch_size, self.rank, self.world_size, self.texture_rng)
 
     def _discriminators_trainable(self, trainable: bool) -> None:
         self.disc_surface.requires_grad_(trainable)
         self.disc_texture.requires_grad_(trainable)
 
-    # ------------------------------------------------------------------------- structure targets
-    def _submit_structure(self, photo: torch.Tensor) -> Future | torch.Tensor:
-        # the plain module: a forward without gradients must not go through DDP
-        with torch.no_grad(), self._autocast():
-            fake = self._cartoonize(photo, self.generator).float().clamp(-1, 1)
-        options = {"segments": self.config.segments, "method": self.config.structure_method}
-        if self.structure_pool is None:  # computed right here: all of it is time the step waits
-            started = time.perf_counter()
-            target = structure(fake, **options)
-            self._wait += time.perf_counter() - started
-            return target
-        return self.structure_pool.submit(fake, **options)
-
-    def _take_structure(self, photo: torch.Tensor) -> torch.Tensor:
-        """The structure target of this step: the pending one, or computed now (first step, after resume)."""
-        pending = self.pending_structure
-        if pending is None:
-            pending = self._submit_structure(photo)
-        started = time.perf_counter()
-        target = pending.result() if isinstance(pending, Future) else pending
-        self._wait += time.perf_counter() - started
-        self.pending_structure = None
-        return target.to(self.device, non_blocking=True)
-
-    # ------------------------------------------------------------------------------------- data
-    def _loader(self):
-        sampler = _StepSampler(
-            len(self.dataset), self.config.batch_size, self.step, self.rank, self.world_size, self.config.seed
-        )
-        loader = DataLoader(
-            self.dataset,
-            batch_size=self.config.batch_size,
-            sampler=sampler,
-            num_workers=self.config.num_workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=self.config.num_workers > 0,
-        )
-        return iter(loader)
-
-    def _next_batch(self):
-        if self._batches is None:
-            self._batches = self._loader()
-            self._upcoming = next(self._batches)
-        batch, self._upcoming = self._upcoming, next(self._batches)
-        return tuple(self._to_device(t) for t in batch)
-
-    def _peek_photo(self) -> torch.Tensor:
-        return self._to_device(self._upcoming[0])
+    def _descend(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One (gradient-scaled) optimizer step on ``loss``."""
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    # -------------------------------------------------------------------------------- bookkeeping
-    def _adam(self, *models) -> torch.optim.Adam:
-        params = [p for m in models for p in m.parameters()]
-        return torch.optim.Adam(params, lr=self.config.lr, betas=tuple(self.config.adam_betas))
-
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
 
     def _guard(self, terms: dict) -> None:
-        bad = {name: float(v) for name, v in terms.items() if not torch.isfinite(v.detach()).all()}
+        bad = {name: float(v.detach()) for name, v in terms.items() if not torch.isfinite(v.detach()).all()}
         # every rank stops together: a rank that raised alone would leave the others hanging in a collective
         if distributed.any_rank(bool(bad), self.device):
-            last = self.latest_checkpoint()
-            raise TrainingDiverged(
-                f"step {self.step}: loss became non-finite {bad}. Try a lower learning rate (lr={self.config.lr}), "
-                f"bounded=True, or amp='none'; the last good checkpoint is {last or 'none yet'}"
-            )
+            raise _diverged(self, f"loss became non-finite {bad}")
 
     def _log(self) -> dict:
-        means = {name: sum(v) / len(v) for name, v in self._metrics.items() if v}
-        means["structure_wait"] = self._wait / self._busy if self._busy else 0.0
-        means["lr"] = self.g_opt.param_groups[0]["lr"]
-        self._metrics.clear()
-        self._wait = self._busy = 0.0
-        if not self.is_main:
-            return means
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = self.out_dir / "metrics.csv"
-        row = {"step": self.step, "phase": "pretrain" if self.step <= self.config.pretrain_steps else "adversarial"}
-        row.update(means)
-        columns = ["step", "phase", "recon", "g_total", *GeneratorLoss.TERMS, "d_total", "d_surface", "d_texture",
-                   "structure_wait", "lr"]
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        if self.config.tensorboard:
-            if self._writer is None:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._writer = SummaryWriter(self.out_dir / "tensorboard")
-            for name, value in means.items():
-                self._writer.add_scalar(name, value, self.step)
+        phase = "pretrain" if self.step <= self.config.pretrain_steps else "adversarial"
+        means = self.log.write(self.step, phase, structure_wait=self.structure_wait.share,
+                               lr=self.g_opt.param_groups[0]["lr"])
+        self.structure_wait.reset()
         return means
 
     def sample_grid(self, count: int = 4) -> torch.Tensor:
         """``(2, count)`` grid of fixed photos (top) and their cartoons (bottom) as a ``(3, H, W)`` tensor."""
-        from torchvision.utils import make_grid
-
         if self._sample_photos is None:
-            folder = ImageFolderDataset(self.config.photo_dirs, size=self.config.size)
-            self._sample_photos = torch.stack([folder[i][0] for i in range(min(count, len(folder)))])
-        photos = self._sample_photos.to(self.device)
-        was_training = self.generator.training
-        self.generator.eval()
-        with torch.no_grad():
-            cartoons = post_process(photos, self.generator(photos))
-        self.generator.train(was_training)
-        return make_grid(torch.cat([photos, cartoons]).float().cpu(), nrow=len(photos), padding=2, pad_value=1.0)
+            self._sample_photos = _first_photos(self.config, count)
+        return sample_grid(self.generator, self._sample_photos.to(self.device))
 
     def save_samples(self) -> None:
         if self.is_main:
             write_image(self.out_dir / "samples" / f"step_{self.step:07d}.png", self.sample_grid())
 
-    # -------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
-        pending = self.pending_structure
-        if isinstance(pending, Future):
-            pending = pending.result()
-        return {
-            "config": self.config.to_dict(),
-            "step": self.step,
-            "generator_config": self.generator.config(),
-            "generator": self.generator.state_dict(),
-            "disc_surface": self.disc_surface.state_dict(),
-            "disc_texture": self.disc_texture.state_dict(),
-            "g_opt": self.g_opt.state_dict(),
-            "d_opt": self.d_opt.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "rng_texture": self.texture_rng.get_state(),
-            "world_size": self.world_size,
-            "pending_structure": None if pending is None else pending.cpu(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
-        self.generator.load_state_dict(state["generator"])
-        self.disc_surface.load_state_dict(state["disc_surface"])
-        self.disc_texture.load_state_dict(state["disc_texture"])
-        self.g_opt.load_state_dict(state["g_opt"])
-        self.d_opt.load_state_dict(state["d_opt"])
-        self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng_cpu"])
-        if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
-        self.texture_rng.set_state(state["rng_texture"])
-        self.pending_structure = state["pending_structure"]
-        self._batches = None  # the data stream restarts at self.step
+        """Everything a checkpoint holds (:func:`animescene.checkpoint.capture`; ``restore`` puts it back)."""
+        return checkpoint.capture(self)
 
     def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoints/step_NNNNNNN/`` atomically and keep the newest ``keep_checkpoints``.
-
-        Rank 0 writes the models, optimizers and shared state; every rank writes its own pending
-        structure target (``pending_rank{r}.pt``: each rank's batch differs). Several machines need a
-        shared file system for ``out_dir``.
-        """
+        """Write ``checkpoints/step_NNNNNNN/`` atomically (:func:`animescene.checkpoint.write`; rank 0 gets
+        the folder). Non-finite weights or optimizer state raise :class:`TrainingDiverged` instead."""
         state = self.state_dict()  # every rank waits for its pending target, keeping ranks in step
-        root = self.out_dir / "checkpoints"
-        final = root / f"step_{self.step:07d}"
-        partial = root / f".partial_step_{self.step:07d}"
-        if self.is_main:
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
-        distributed.barrier()
-        torch.save({"pending_structure": state.pop("pending_structure")}, partial / f"pending_rank{self.rank}.pt")
-        distributed.barrier()
-        if self.is_main:
-            models = {k: state.pop(k) for k in ("config", "generator_config", "generator", "disc_surface", "disc_texture")}
-            models["step"] = state["step"]
-            optimizers = {k: state.pop(k) for k in ("g_opt", "d_opt", "scaler")}
-            torch.save(models, partial / "models.pt")
-            torch.save(optimizers, partial / "optimizers.pt")
-            torch.save(state, partial / "state.pt")
-            (partial / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(partial, final)
-            for old in sorted(root.glob("step_*"))[: -self.config.keep_checkpoints]:
-                shutil.rmtree(old)
-        distributed.barrier()
-        return final if self.is_main else None
-
-    def latest_checkpoint(self) -> Path | None:
-        found = sorted((self.out_dir / "checkpoints").glob("step_*"))
-        return found[-1] if found else None
+        finite = checkpoint.all_finite([state[k] for k in checkpoint.MODEL_KEYS + checkpoint.OPTIMIZER_KEYS])
+        if distributed.any_rank(not finite, self.device):
+            raise _diverged(self, "the weights or the optimizer state became non-finite (not saved)")
+        return checkpoint.write(self.out_dir / "checkpoints", state, rank=self.rank, keep=self.config.keep_checkpoints)
 
     @classmethod
-    def resume(cls, path, **overrides) -> "Trainer":
-        """Continue from a checkpoint folder, or from the newest one under a run folder.
-
-        ``overrides`` change config fields that do not alter the model, e.g. ``steps`` or ``out_dir``.
-        """
-        path = Path(path)
-        if not (path / "models.pt").is_file():
-            found = sorted((path / "checkpoints").glob("step_*"))
-            if not found:
-                raise FileNotFoundError(f"{path}: no checkpoint folder (step_*/models.pt) here or under checkpoints/")
-            path = found[-1]
-        models = torch.load(path / "models.pt", map_location="cpu", weights_only=True)
-        config = TrainConfig.from_dict({**models["config"], **overrides})
-        trainer = cls(config)
-        state = {**models, **torch.load(path / "optimizers.pt", map_location="cpu", weights_only=True)}
-        state.update(torch.load(path / "state.pt", map_location="cpu", weights_only=True))
-        if state["world_size"] != trainer.world_size:
-            raise ValueError(
-                f"{path} was written by {state['world_size']} process(es) but this run has {trainer.world_size}: "
-                "resume onto the same world size (the data order and batch split depend on it)"
-            )
-        pending = path / f"pending_rank{trainer.rank}.pt"
-        state.update(torch.load(pending, map_location="cpu", weights_only=True))
-        trainer.load_state_dict(state)
+    def resume(cls, path, **overrides) -> Trainer:
+        """Continue from a checkpoint folder, or from the newest usable one of a run folder, skipping damaged
+        ones with a warning (:func:`animescene.checkpoint.resume_state`). ``overrides`` change fields such as
+        ``steps``, ``lr``, ``betas`` or ``out_dir`` (by default the run folder the checkpoint is in)."""
+        folder, state = checkpoint.resume_state(path, rank=distributed.rank(), world_size=distributed.world_size())
+        run = checkpoint.run_folder(folder)  # the run goes on where its checkpoint is, even in a copied folder
+        trainer = cls(TrainConfig.resumed(state["config"], {"out_dir": str(run), **overrides} if run else overrides))
+        checkpoint.restore(trainer, state)
         return trainer
+
+
+def _dataset(config: TrainConfig) -> UnpairedImages:
+    for name, flag in (("photo_dirs", "--photos"), ("cartoon_dirs", "--cartoons")):
+        if not getattr(config, name):
+            raise UsageError(f"no {name} given: pass {flag} DIR on the command line or set {name} in the config")
+    return UnpairedImages(config.photo_dirs, config.cartoon_dirs, config.size, face_photo_dirs=config.face_photo_dirs,
+                          face_cartoon_dirs=config.face_cartoon_dirs, face_ratio=config.face_ratio, seed=config.seed)
+
+
+def _models(config: TrainConfig, device: torch.device, channels_last: bool):
+    """The generator and the surface and texture discriminators, seeded alike on every rank."""
+    torch.manual_seed(config.seed)
+    models = (UNetGenerator(config.channels, config.num_blocks, tf_mode=config.tf_mode, bounded=config.bounded),
+              PatchDiscriminator(3), PatchDiscriminator(1))
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return tuple(model.to(device, memory_format=memory_format) for model in models)
+
+
+def _rank_color_weights(batches: int, per_rank: int, rank: int, world_size: int, rng) -> torch.Tensor:
+    """Colour-shift weights, ``(batches * per_rank, 3)``, for ``batches`` stacked per-process batches.
+
+    Every rank draws the weights of the whole global batch from the same generator and keeps the rows
+    of its own samples (rank ``r`` holds global positions ``r, r + W, ...``, as the sampler deals them),
+    so a W-process run draws exactly what a one-process run of the global batch does.
+    """
+    weights = sample_color_shift(batches * per_rank * world_size, rng)
+    blocks = weights.view(batches, per_rank * world_size, 3)[:, rank::world_size]
+    return blocks.reshape(batches * per_rank, 3)
+
+
+def _diverged(trainer: Trainer, what: str) -> TrainingDiverged:
+    """The error that stops a diverged run, naming the newest checkpoint with finite weights."""
+    good, lr = checkpoint.newest_usable(trainer.out_dir, world_size=trainer.world_size), trainer.config.lr
+    advice = (f"The newest checkpoint with finite weights is {good}: resume from it with a lower learning rate "
+              f"(animescene train --resume {good} --lr {lr / 2:g}); bounded=True or amp='none' may help too"
+              if good else f"No checkpoint with finite weights yet: start again with a lower learning rate (lr={lr})")
+    return TrainingDiverged(f"step {trainer.step}: {what}. {advice}")
+
+
+def _adam(config: TrainConfig, *models) -> torch.optim.Adam:
+    params = [p for m in models for p in m.parameters()]
+    return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.adam_betas))
+
+
+def _check_max_steps(max_steps) -> None:
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0):
+        raise UsageError(f"max_steps must be a whole number >= 0 or None, got {max_steps!r}")
+
+
+def _first_photos(config: TrainConfig, count: int) -> torch.Tensor:
+    """The first ``count`` photos of the run's folders, centre squares, as a ``(count, 3, S, S)`` batch."""
+    folder = ImageFolderDataset(config.photo_dirs, size=config.size)
+    return torch.stack([folder[i][0] for i in range(min(count, len(folder)))])
 
 
 def _amp_dtype(amp: str, device: torch.device):
     if amp == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    choices = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
-    if amp not in choices:
-        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'none', got {amp!r}")
-    return choices[amp]
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
 
 
 def _vgg_weights(config: TrainConfig):
     """The VGG weights of a run; a real run refuses random weights instead of silently using them."""
     weights = resolve_weights(config.vgg_weights)
     if weights is None and not smoke_mode():
-        raise ValueError(
+        raise UsageError(
             "vgg_weights=None would train the structure and content losses on a random VGG, which is not the "
-            "method. Get the pretrained VGG16 with `python -m data_scripts.download vgg16-hed` (vgg_weights='auto' "
+            "method. Get the pretrained VGG16 with `animescene download vgg16-hed` (vgg_weights='auto' "
             "then finds it), or set ANIMESCENE_SMOKE=1 for a plumbing test"
         )
     return weights
@@ -575,4 +407,3 @@ def _vgg_weights(config: TrainConfig):
 
 def _structure_workers(requested: int) -> int:
     return max((os.cpu_count() or 1) - 1, 0) if requested < 0 else requested
-

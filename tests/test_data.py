@@ -6,7 +6,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from animescene.data import ImageFolderDataset, SkippedImageWarning, UnpairedImages, resize_short_side
+from animescene.data import (
+    ImageFolderDataset,
+    SkippedImageWarning,
+    StepBatches,
+    StepSampler,
+    UnpairedImages,
+    resize_short_side,
+)
+from animescene.errors import UsageError
 
 SIZE = 32
 
@@ -136,8 +144,10 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path, folders):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty.*holds no images"):
         UnpairedImages(folders[0], tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    with pytest.raises(UsageError, match="photo folder .*nowhere does not exist"):
         UnpairedImages(tmp_path / "nowhere", folders[1])
+    with pytest.raises(UsageError, match="no cartoon folder given"):
+        UnpairedImages(folders[0], [])
 
 
 def test_two_dataloader_workers_give_the_single_process_tensors(folders):
@@ -148,6 +158,49 @@ def test_two_dataloader_workers_give_the_single_process_tensors(folders):
     assert len(single) == len(parallel) == 4
     for (p1, c1), (p2, c2) in zip(single, parallel):
         assert torch.equal(p1, p2) and torch.equal(c1, c2)
+
+
+def _reference_stream(length: int, seed: int, epochs: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """What StepSampler must yield: per epoch ``e`` a torch.randperm seeded with ``seed + e`` (as
+    DistributedSampler draws it), cut to a multiple of the world size, rank ``r`` taking every W-th from r,
+    offset by ``e * length``."""
+    stream = []
+    for epoch in range(epochs):
+        order = torch.randperm(length, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        order = order[: length // world_size * world_size]
+        stream += [epoch * length + i for i in order[rank::world_size]]
+    return stream
+
+
+@pytest.mark.parametrize("start_step", [0, 1, 4, 7])
+def test_step_sampler_starts_anywhere_in_the_same_stream(start_step):
+    batch_size, length, seed = 3, 10, 5
+    reference = _reference_stream(length, seed, epochs=6)
+    stream = iter(StepSampler(length, batch_size, start_step, rank=0, world_size=1, seed=seed))
+    got = [next(stream) for _ in range(24)]
+    assert got == reference[start_step * batch_size : start_step * batch_size + 24]
+
+
+def test_step_sampler_gives_two_ranks_disjoint_shards_of_each_epoch():
+    length, seed = 11, 2
+    for rank in (0, 1):
+        stream = iter(StepSampler(length, 1, 0, rank=rank, world_size=2, seed=seed))
+        assert [next(stream) for _ in range(15)] == _reference_stream(length, seed, 3, rank, 2)
+    first = [set(_reference_stream(length, seed, 1, r, 2)) for r in (0, 1)]
+    assert not first[0] & first[1] and len(first[0] | first[1]) == 10
+
+
+def test_step_batches_serve_the_sampled_items_one_step_ahead(folders):
+    dataset = UnpairedImages(*folders, size=SIZE, seed=3)
+    batches = StepBatches(dataset, batch_size=2, start_step=5, seed=4)
+    indices = _reference_stream(len(dataset), 4, epochs=5)[10:18]
+    for step in range(3):
+        expected = [dataset[i] for i in indices[2 * step : 2 * step + 2]]
+        upcoming = [dataset[i] for i in indices[2 * step + 2 : 2 * step + 4]]
+        photo, cartoon = next(batches)
+        assert torch.equal(photo, torch.stack([e[0] for e in expected]))
+        assert torch.equal(cartoon, torch.stack([e[1] for e in expected]))
+        assert torch.equal(batches.upcoming[0], torch.stack([u[0] for u in upcoming]))
 
 
 def test_resize_short_side_keeps_aspect_and_hits_the_size():

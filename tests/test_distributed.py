@@ -44,7 +44,7 @@ WORKER = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def demo_set(tmp_path_factory):
-    from data_scripts.make_demo_set import make_demo_set
+    from animescene.demo_set import make_demo_set
 
     out = tmp_path_factory.mktemp("demo")
     make_demo_set(out, short_side=64, use_shared=False)
@@ -117,13 +117,13 @@ def test_killed_two_rank_run_resumes_to_the_uninterrupted_result(demo_set, tmp_p
     _assert_close(_load(tmp_path / "resumed" / "rank1.pt"), _load(tmp_path / "straight" / "rank1.pt"), atol=0)
 
 
-def test_resume_onto_another_world_size_is_refused(demo_set, tmp_path):
+def test_resume_onto_another_world_size_is_refused(demo_set, tmp_path, monkeypatch):
+    from animescene import distributed
+    from animescene.errors import UsageError
     from animescene.train import TrainConfig, Trainer
 
     trainer = Trainer(TrainConfig(**_config(demo_set, tmp_path, 2, steps=1, checkpoint_every=1)))
     trainer.fit()
-    state = torch.load(tmp_path / "checkpoints" / "step_0000002" / "state.pt", weights_only=True)
-    state["world_size"] = 2
-    torch.save(state, tmp_path / "checkpoints" / "step_0000002" / "state.pt")
-    with pytest.raises(ValueError, match="same world size"):
-        Trainer.resume(tmp_path)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)  # this process pretends to be one of two
+    with pytest.raises(UsageError, match="written by 1 process.*this run has 2.*same world size"):
+        Trainer.resume(tmp_path)  # refused outright: no older checkpoint of the run fits either

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from animescene.errors import UsageError
 from animescene.train import TrainConfig, Trainer, TrainingDiverged
 
 
 @pytest.fixture(scope="module")
 def demo_set(tmp_path_factory):
-    from data_scripts.make_demo_set import make_demo_set
+    from animescene.demo_set import make_demo_set
 
     out = tmp_path_factory.mktemp("demo")
     make_demo_set(out, short_side=96, use_shared=False)
@@ -53,7 +54,7 @@ def test_killed_and_resumed_run_is_bit_identical(demo_set, tmp_path):
     interrupted.fit(max_steps=3)  # stops mid-adversarial phase with a structure target pending
     del interrupted  # "killed": nothing of it survives but its checkpoint folder
     resumed = Trainer.resume(tmp_path / "interrupted")
-    assert resumed.step == 3 and resumed.pending_structure is not None
+    assert resumed.step == 3 and resumed.structure.pending is not None
     resumed.fit()
     assert resumed.step == straight.step == 6
     a, b = straight.state_dict(), resumed.state_dict()
@@ -87,6 +88,16 @@ def test_metrics_log_and_sample_grids(demo_set, tmp_path):
     assert [p.name for p in samples] == ["step_0000003.png", "step_0000006.png"]
 
 
+def test_structure_wait_is_public_and_resettable(demo_set, tmp_path):
+    # no workers: every structure target is computed inside the step, so the wait is a real share of it
+    trainer = Trainer(_config(demo_set, tmp_path, steps=2, log_every=0, checkpoint_every=0, sample_every=0))
+    trainer.fit()
+    wait = trainer.structure_wait
+    assert 0.0 < wait.waited_s < wait.busy_s and wait.share == wait.waited_s / wait.busy_s
+    wait.reset()
+    assert (wait.waited_s, wait.busy_s, wait.share) == (0.0, 0.0, 0.0)
+
+
 def test_config_round_trips_through_yaml_and_json(tmp_path):
     import yaml
 
@@ -98,7 +109,7 @@ def test_config_round_trips_through_yaml_and_json(tmp_path):
     (tmp_path / "bad.yaml").write_text("stepz: 3\n")
     with pytest.raises(ValueError, match="stepz"):
         TrainConfig.from_file(tmp_path / "bad.yaml")
-    with pytest.raises(TypeError):
+    with pytest.raises(UsageError, match="unknown loss term 'colour'"):
         TrainConfig.from_dict({"betas": {"colour": 1.0}})
 
 
@@ -111,7 +122,7 @@ def test_non_finite_loss_stops_with_a_clear_message(demo_set, tmp_path, monkeypa
 
 def test_real_run_refuses_a_random_vgg(demo_set, tmp_path, monkeypatch):
     monkeypatch.setenv("ANIMESCENE_SMOKE", "0")
-    with pytest.raises(ValueError, match="data_scripts.download vgg16-hed"):
+    with pytest.raises(UsageError, match="animescene download vgg16-hed"):
         Trainer(_config(demo_set, tmp_path, vgg_weights=None))
 
 
@@ -130,7 +141,7 @@ def test_fit_in_two_calls_with_a_pool_equals_one_call(demo_set, tmp_path):
     once.fit()
     twice = Trainer(_config(demo_set, tmp_path / "b", steps=3, structure_workers=1))
     twice.fit(max_steps=3)  # 2 pretraining steps, then 1 adversarial step leaves a target pending
-    assert twice.structure_pool is None and twice.step == 3
+    assert twice.structure.pool is None and twice.step == 3
     twice.fit()
     assert twice.step == once.step
     for key, value in once.generator.state_dict().items():
