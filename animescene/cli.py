@@ -66,6 +66,11 @@ def _run(argv: list[str]) -> int:
     cartoonize.add_argument("--device", default="auto")
     cartoonize.add_argument("--max-short-side", type=int, default=720, help="0 keeps the full size")
     cartoonize.add_argument("--bf16", action="store_true", help="run the generator in bfloat16")
+    cartoonize.add_argument("--no-temporal", action="store_true",
+                            help="videos: cartoonize each frame on its own (default: blend along the optical "
+                                 "flow, which removes flicker)")
+    cartoonize.add_argument("--crf", type=int, default=18,
+                            help="videos: H.264 quality, 0 (lossless) to 51 (smallest); 23 is x264's default")
     cartoonize.set_defaults(run=_cartoonize)
 
     train = commands.add_parser("train", help="train a generator (see animescene.train.TrainConfig)")
@@ -103,7 +108,7 @@ def _cartoonize(args) -> int:
 
     cartoonizer = Cartoonizer(args.weights, device=args.device, max_short_side=args.max_short_side or None,
                               dtype=torch.bfloat16 if args.bf16 else torch.float32)
-    report = cartoonizer.cartoonize_paths(args.inputs, args.out)
+    report = cartoonizer.cartoonize_paths(args.inputs, args.out, temporal=not args.no_temporal, crf=args.crf)
     for path in report.written:
         print(f"wrote {path}")
     for path, reason in report.skipped:
@@ -117,7 +122,7 @@ def _cartoonize(args) -> int:
 
 def _train(args) -> int:
     from . import distributed
-    from .train import TrainConfig, Trainer
+    from .train import TrainConfig, Trainer, TrainingDiverged
 
     if args.resume and args.config:
         raise UsageError("--resume continues a run with the config saved in its checkpoint, so --config does not "
@@ -136,6 +141,9 @@ def _train(args) -> int:
             config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
             trainer = Trainer(TrainConfig.from_dict({**config.to_dict(), **overrides}))
         trainer.fit(args.max_steps)
+    except TrainingDiverged as err:  # not a usage mistake, but its message already says what to do
+        print(f"animescene train: {err}", file=sys.stderr)
+        return 1
     finally:
         distributed.cleanup()
     if trainer.is_main:
