@@ -83,6 +83,49 @@ def check_range(x: torch.Tensor, name: str = "x", low: float = -1.0, high: float
         )
 
 
+def check_image_array(image) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 or [0, 255] float NumPy image, checked; raises naming the problem.
+
+    The input check of every NumPy function of :mod:`animescene.segmentation`.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be an (H, W, 3) numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must have shape (H, W, 3), got {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    if image.dtype == np.uint8:
+        return image
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"image must be uint8 or float with values in [0, 255], got {image.dtype}")
+    low, high = float(image.min()), float(image.max())
+    if not (low >= 0.0 and high <= 255.0):  # also catches NaN
+        hint = " (a [0, 1] image? multiply it by 255)" if high <= 1.0 else ""
+        raise ValueError(f"a float image must have values in [0, 255], got [{low:.3g}, {high:.3g}]{hint}")
+    return image
+
+
+def check_label_map(labels, shape: tuple[int, int] | None = None) -> int:
+    """The number of regions of an ``(H, W)`` integer label map numbered ``0 .. n-1``; raises naming the problem."""
+    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
+        got = getattr(labels, "dtype", type(labels).__name__)
+        raise TypeError(f"labels must be an integer numpy array, got {got}")
+    if labels.ndim != 2 or (shape is not None and labels.shape != tuple(shape)):
+        want = f"the image's {tuple(shape)}" if shape is not None else "(H, W)"
+        raise ValueError(f"labels must have shape {want}, got {labels.shape}")
+    if labels.size == 0:
+        raise ValueError("labels is empty")
+    if labels.min() < 0:
+        raise ValueError(f"labels must be >= 0, got {labels.min()}")
+    counts = np.bincount(labels.ravel())
+    if not counts.all():
+        raise ValueError(
+            f"labels must number the regions 0..n-1 without gaps; label {int(np.argmin(counts))} is unused "
+            "(renumber with np.unique(labels, return_inverse=True)[1].reshape(labels.shape))"
+        )
+    return counts.size
+
+
 def psnr(x: torch.Tensor, reference: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB of ``x`` against ``reference``, both in [-1, 1] (peak-to-peak 2).
 

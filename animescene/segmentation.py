@@ -46,6 +46,8 @@ import numpy as np
 import scipy.ndimage as ndi
 import skimage.segmentation
 
+from .images import check_image_array, check_label_map
+
 METHODS = ("selective", "slic")
 
 
@@ -114,7 +116,7 @@ def felzenszwalb(image: np.ndarray, scale: float = 10, sigma: float = 0.8, min_s
     OpenCV's C++ version of the same algorithm is about 3x faster, which is most of the structure
     representation's cost, and gives regions of the same kind (tests compare the two).
     """
-    image = _check_image(image)
+    image = check_image_array(image)
     segmenter = cv2.ximgproc.segmentation.createGraphSegmentation(sigma=sigma, k=scale, min_size=min_size)
     return _consecutive(segmenter.processImage(np.ascontiguousarray(image, dtype=np.float32)))
 
@@ -136,7 +138,7 @@ def slic(
     Returns:
         ``(H, W)`` label map, regions ``0 .. n-1``.
     """
-    image = _check_image(image)
+    image = check_image_array(image)
     _check_segments(segments)
     labels = skimage.segmentation.slic(
         image / 255.0,
@@ -155,7 +157,7 @@ def region_adjacency(labels: np.ndarray) -> np.ndarray:
     One pass over the horizontal and vertical pixel pairs of the label map, instead of one boundary
     scan per region.
     """
-    n = _check_labels(labels)
+    n = check_label_map(labels)
     a = np.concatenate([labels[:, :-1].ravel(), labels[:-1, :].ravel()])
     b = np.concatenate([labels[:, 1:].ravel(), labels[1:, :].ravel()])
     differ = a != b
@@ -189,77 +191,91 @@ def selective_search_grouping(
     Returns:
         ``(H, W)`` label map with ``min(n, segments)`` regions ``0 .. m-1``, each a union of starting regions.
     """
-    image = _check_image(image)
-    n = _check_labels(labels, image.shape[:2])
+    image = check_image_array(image)
+    n = check_label_map(labels, image.shape[:2])
     _check_segments(segments)
     if n <= segments:
         return labels.copy()
-    capacity = 2 * n - 1  # every merge adds one region: n starting ones, at most n - 1 merges
-    area = float(labels.size)
-    sizes = np.zeros(capacity)
-    boxes = np.zeros((capacity, 4))  # row0, col0, row1, col1 (stop is exclusive)
-    hists = np.zeros((capacity, _HIST_SIZE))
-    sizes[:n], boxes[:n], hists[:n] = _region_features(image, labels, n)
-
-    def similarity(i, j):
-        """Similarity of regions i and j: ints or index arrays (broadcast against each other)."""
-        corner0 = np.minimum(boxes[i, :2], boxes[j, :2])
-        corner1 = np.maximum(boxes[i, 2:], boxes[j, 2:])
-        box_area = np.prod(corner1 - corner0, axis=-1)
-        both = sizes[i] + sizes[j]
-        histogram = np.minimum(hists[i], hists[j]).sum(axis=-1)
-        return histogram + (1.0 - both / area) + (1.0 - (box_area - both) / area)
-
+    regions = _RegionTable(*region_features(image, labels, n), area=labels.size)
     pairs = region_adjacency(labels)
-    neighbours = [set() for _ in range(capacity)]
+    neighbours = [set() for _ in range(regions.capacity)]
     for i, j in pairs.tolist():
         neighbours[i].add(j)
         neighbours[j].add(i)
-    first, second = pairs[:, 0], pairs[:, 1]
-    scores = similarity(first, second)
     # A max-heap of (-similarity, i, j); pairs with a merged-away member are skipped when popped.
-    heap = list(zip((-scores).tolist(), first.tolist(), second.tolist()))
+    heap = list(zip((-regions.similarity(pairs[:, 0], pairs[:, 1])).tolist(), *pairs.T.tolist()))
     heapq.heapify(heap)
-    alive = [True] * n + [False] * (capacity - n)
-    parent = np.arange(capacity)
-    regions, new = n, n
-    while regions > segments and heap:
+    while regions.count > segments and heap:
         _, i, j = heapq.heappop(heap)
-        if not (alive[i] and alive[j]):
-            continue
-        sizes[new] = sizes[i] + sizes[j]
-        boxes[new, :2] = np.minimum(boxes[i, :2], boxes[j, :2])
-        boxes[new, 2:] = np.maximum(boxes[i, 2:], boxes[j, 2:])
-        hists[new] = (hists[i] * sizes[i] + hists[j] * sizes[j]) / sizes[new]
-        alive[i] = alive[j] = False
-        alive[new] = True
-        parent[i] = parent[j] = new
-        around = (neighbours[i] | neighbours[j]) - {i, j}
-        for k in around:
-            neighbours[k] -= {i, j}
-            neighbours[k].add(new)
-        neighbours[new] = around
-        if around:
-            others = np.fromiter(around, dtype=np.intp, count=len(around))
-            for score, k in zip(similarity(new, others).tolist(), others.tolist()):
+        if regions.alive[i] and regions.alive[j]:
+            new = regions.merge(i, j)
+            around = _rewire(neighbours, i, j, new)
+            for score, k in zip(regions.similarity(new, around).tolist(), around.tolist()):
                 heapq.heappush(heap, (-score, k, new))
-        regions -= 1
-        new += 1
-    # Follow every starting region up to the region that holds it now (merged ids only grow).
-    root = parent[:new]
-    while True:
-        up = root[root]
-        if np.array_equal(up, root):
-            break
-        root = up
-    number = np.cumsum(alive[:new]) - 1  # consecutive numbers for the surviving regions
-    return number[root][labels]
+    return regions.final_labels(labels)
+
+
+class _RegionTable:
+    """The regions of a grouping: sizes, boxes and histograms of the starting regions and of every merge.
+
+    Merged regions get new ids ``n, n + 1, ...`` (at most ``n - 1`` merges), so no row is ever rewritten.
+    """
+
+    def __init__(self, sizes: np.ndarray, boxes: np.ndarray, hists: np.ndarray, area: int):
+        n = len(sizes)
+        self.capacity, self.count, self.next, self.area = 2 * n - 1, n, n, float(area)
+        self.sizes = np.zeros(self.capacity)
+        self.boxes = np.zeros((self.capacity, 4))  # row0, col0, row1, col1 (stop is exclusive)
+        self.hists = np.zeros((self.capacity, hists.shape[1]))
+        self.sizes[:n], self.boxes[:n], self.hists[:n] = sizes, boxes, hists
+        self.alive = np.zeros(self.capacity, dtype=bool)
+        self.alive[:n] = True
+        self.parent = np.arange(self.capacity)
+
+    def similarity(self, i, j) -> np.ndarray:
+        """Colour + texture intersection + size + fill of regions ``i`` and ``j`` (ints or index arrays)."""
+        corner0 = np.minimum(self.boxes[i, :2], self.boxes[j, :2])
+        corner1 = np.maximum(self.boxes[i, 2:], self.boxes[j, 2:])
+        box_area = np.prod(corner1 - corner0, axis=-1)
+        both = self.sizes[i] + self.sizes[j]
+        histogram = np.minimum(self.hists[i], self.hists[j]).sum(axis=-1)
+        return histogram + (1.0 - both / self.area) + (1.0 - (box_area - both) / self.area)
+
+    def merge(self, i: int, j: int) -> int:
+        """Make the union of regions ``i`` and ``j`` (size-weighted histograms); return its id."""
+        new = self.next
+        self.sizes[new] = self.sizes[i] + self.sizes[j]
+        self.boxes[new, :2] = np.minimum(self.boxes[i, :2], self.boxes[j, :2])
+        self.boxes[new, 2:] = np.maximum(self.boxes[i, 2:], self.boxes[j, 2:])
+        self.hists[new] = (self.hists[i] * self.sizes[i] + self.hists[j] * self.sizes[j]) / self.sizes[new]
+        self.alive[[i, j]], self.alive[new] = False, True
+        self.parent[[i, j]] = new
+        self.count, self.next = self.count - 1, new + 1
+        return new
+
+    def final_labels(self, labels: np.ndarray) -> np.ndarray:
+        """The starting label map relabelled by the surviving regions, numbered ``0 .. count-1``."""
+        root = self.parent[: self.next]
+        while not np.array_equal(root[root], root):  # follow each region up (merged ids only grow)
+            root = root[root]
+        number = np.cumsum(self.alive[: self.next]) - 1
+        return number[root][labels]
+
+
+def _rewire(neighbours: list[set], i: int, j: int, new: int) -> np.ndarray:
+    """Point the neighbours of ``i`` and ``j`` at their union ``new``; return them as an index array."""
+    around = (neighbours[i] | neighbours[j]) - {i, j}
+    for k in around:
+        neighbours[k] -= {i, j}
+        neighbours[k].add(new)
+    neighbours[new] = around
+    return np.fromiter(around, dtype=np.intp, count=len(around))
 
 
 def region_means(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``(n, 3)`` float64 mean colour of each region."""
-    image = _check_image(image)
-    n = _check_labels(labels, image.shape[:2])
+    image = check_image_array(image)
+    n = check_label_map(labels, image.shape[:2])
     flat = labels.ravel()
     counts = np.bincount(flat, minlength=n)
     sums = [np.bincount(flat, weights=image[:, :, c].ravel(), minlength=n) for c in range(3)]
@@ -272,8 +288,8 @@ def region_medians(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     Each channel is sorted once by (label, value): a value sort, then a stable sort by label. Every
     region's values are then a sorted run, and its median is read at the middle of its run.
     """
-    image = _check_image(image)
-    n = _check_labels(labels, image.shape[:2])
+    image = check_image_array(image)
+    n = check_label_map(labels, image.shape[:2])
     # NumPy's stable sort of 8- and 16-bit integers is a radix sort, several times faster than a
     # quicksort: labels are sorted as uint16, and uint8 values stably too
     flat = labels.ravel().astype(np.uint16) if n <= 1 << 16 else labels.ravel()
@@ -299,8 +315,8 @@ def region_stds(image: np.ndarray, labels: np.ndarray, means: np.ndarray | None 
     Args:
         means: the ``(n, 3)`` :func:`region_means`, when the caller already has them.
     """
-    image = _check_image(image)
-    n = _check_labels(labels, image.shape[:2])
+    image = check_image_array(image)
+    n = check_label_map(labels, image.shape[:2])
     if means is None:
         means = region_means(image, labels)
     flat = labels.ravel()
@@ -417,8 +433,14 @@ def check_structure_args(segments, method, gamma1, gamma2, mu) -> None:
     _check_mu(mu)
 
 
-def _region_features(image: np.ndarray, labels: np.ndarray, n: int):
-    """Sizes ``(n,)``, bounding boxes ``(n, 4)`` and colour + texture histograms ``(n, 105)`` of regions."""
+def region_features(image: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What selective search knows of each of the ``n`` regions of ``labels``, read from the image once.
+
+    Returns:
+        sizes ``(n,)`` in pixels; bounding boxes ``(n, 4)`` as row0, col0, row1, col1 (stops exclusive);
+        histograms ``(n, 105)``: Lab colour (3 x 25 bins) then uniform-LBP texture (3 x 10 classes), each
+        part L1-normalised to sum to 1.
+    """
     flat = labels.ravel()
     sizes = np.bincount(flat, minlength=n).astype(np.float64)
     slices = ndi.find_objects(labels + 1)  # find_objects skips label 0
@@ -452,46 +474,6 @@ def _uniform_lbp(image: np.ndarray) -> np.ndarray:
 
 def _consecutive(labels: np.ndarray) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
-
-
-def _check_image(image) -> np.ndarray:
-    """The image as an array, after checking shape, dtype and range; raises naming the problem."""
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be an (H, W, 3) numpy array, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must have shape (H, W, 3), got {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"image is empty (shape {image.shape})")
-    if image.dtype == np.uint8:
-        return image
-    if not np.issubdtype(image.dtype, np.floating):
-        raise TypeError(f"image must be uint8 or float with values in [0, 255], got {image.dtype}")
-    low, high = float(image.min()), float(image.max())
-    if not (low >= 0.0 and high <= 255.0):  # also catches NaN
-        hint = " (a [0, 1] image? multiply it by 255)" if high <= 1.0 else ""
-        raise ValueError(f"a float image must have values in [0, 255], got [{low:.3g}, {high:.3g}]{hint}")
-    return image
-
-
-def _check_labels(labels, shape: tuple[int, int] | None = None) -> int:
-    """The number of regions of a valid label map; raises naming the problem."""
-    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
-        got = getattr(labels, "dtype", type(labels).__name__)
-        raise TypeError(f"labels must be an integer numpy array, got {got}")
-    if labels.ndim != 2 or (shape is not None and labels.shape != tuple(shape)):
-        want = f"the image's {tuple(shape)}" if shape is not None else "(H, W)"
-        raise ValueError(f"labels must have shape {want}, got {labels.shape}")
-    if labels.size == 0:
-        raise ValueError("labels is empty")
-    if labels.min() < 0:
-        raise ValueError(f"labels must be >= 0, got {labels.min()}")
-    counts = np.bincount(labels.ravel())
-    if not counts.all():
-        raise ValueError(
-            f"labels must number the regions 0..n-1 without gaps; label {int(np.argmin(counts))} is unused "
-            "(renumber with np.unique(labels, return_inverse=True)[1].reshape(labels.shape))"
-        )
-    return counts.size
 
 
 def _check_segments(segments) -> None:

@@ -82,7 +82,7 @@ def test_region_features_are_sizes_boxes_and_normalised_histograms():
     image[:, 2:] = (0, 0, 255)
     labels = np.zeros((4, 6), dtype=np.intp)
     labels[:, 2:] = 1
-    sizes, boxes, hists = seg._region_features(image, labels, 2)
+    sizes, boxes, hists = seg.region_features(image, labels, 2)
     np.testing.assert_array_equal(sizes, [8, 16])
     np.testing.assert_array_equal(boxes, [[0, 0, 4, 2], [0, 2, 4, 6]])
     color, texture = hists[:, : 3 * seg.COLOR_BINS], hists[:, 3 * seg.COLOR_BINS :]
