@@ -86,3 +86,370 @@ def test_checkers_explain_shape_mistakes():
         checks.check_box_filter(lambda x, r: box_filter(x, r)[:, :1])
     with pytest.raises(AssertionError, match="shape"):
         checks.check_adaptive_coloring(lambda im, lab, g1, g2: np.zeros((2, 3)))
+
+
+class _StudentBlock(torch.nn.Module):
+    """A residual block written the way a student would, with one of the public ports' mistakes."""
+
+    def __init__(self, channels, mistake=None):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(channels, channels, 3, padding=1)
+        self.mistake = mistake
+
+    def forward(self, x):
+        slope = 0.01 if self.mistake == "slope" else 0.2
+        if self.mistake == "conv1 twice":
+            return x + self.conv1(torch.nn.functional.leaky_relu(self.conv1(x), slope))
+        y = x + self.conv2(torch.nn.functional.leaky_relu(self.conv1(x), slope))
+        return torch.relu(y) if self.mistake == "relu after sum" else y
+
+
+class _StudentUNet(torch.nn.Module):
+    """White-box's generator in TF conventions, written from the paper's table, with an optional mistake."""
+
+    def __init__(self, mistake=None, bias=True, names=("head", "tail")):
+        super().__init__()
+        nn, c = torch.nn, 32
+        self.mistake = mistake
+        stride2 = 1 if mistake == "symmetric" else 0
+        setattr(self, names[0], nn.Conv2d(3, c, 7, padding=3, bias=bias))
+        self.down1 = nn.Conv2d(c, c, 3, stride=2, padding=stride2)
+        self.conv1 = nn.Conv2d(c, 2 * c, 3, padding=1)
+        self.down2 = nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=stride2)
+        self.conv2 = nn.Conv2d(2 * c, 4 * c, 3, padding=1)
+        self.blocks = nn.Sequential(*[_StudentBlock(4 * c, mistake) for _ in range(4)])
+        self.reduce = nn.Conv2d(4 * c, 2 * c, 3, padding=1)
+        self.up1a = nn.Conv2d(2 * c, 2 * c, 3, padding=1)
+        self.up1b = nn.Conv2d(2 * c, c, 3, padding=1)
+        self.up2 = nn.Conv2d(c, c, 3, padding=1)
+        setattr(self, names[1], nn.Conv2d(c, 3, 7, padding=3))
+
+    def _up(self, x):
+        if self.mistake == "half-pixel":
+            return torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear")
+        # TF1 resize_bilinear by its definition: output 2i is input i, 2i+1 the mean of i and i+1 (edge repeated)
+        for dim in (2, 3):
+            following = torch.cat([x.narrow(dim, 1, x.shape[dim] - 1), x.narrow(dim, x.shape[dim] - 1, 1)], dim)
+            x = torch.stack([x, (x + following) / 2], dim + 1).flatten(dim, dim + 1)
+        return x
+
+    def forward(self, x):
+        act = lambda t: torch.nn.functional.leaky_relu(t, 0.01 if self.mistake == "slope" else 0.2)  # noqa: E731
+        pad = (lambda t: t) if self.mistake == "symmetric" else (lambda t: torch.nn.functional.pad(t, (0, 1, 0, 1)))
+        x0 = act(self.head(x))
+        x1 = act(self.conv1(act(self.down1(pad(x0)))))
+        x2 = act(self.conv2(act(self.down2(pad(x1)))))
+        x2 = self.blocks(x2)
+        x2 = self.reduce(x2) if self.mistake == "no act after reduce" else act(self.reduce(x2))
+        x3 = act(self.up1b(act(self.up1a(self._up(x2) + x1))))
+        x4 = act(self.up2(self._up(x3) + (0 if self.mistake == "no skip" else x0)))
+        return self.tail(x4)
+
+
+def test_generator_checker_accepts_the_library_and_an_independent_answer(capsys):
+    from animescene.models import UNetGenerator
+
+    checks.check_generator(lambda: UNetGenerator(tf_mode=True, bounded=False))
+    checks.check_generator(_StudentUNet)
+    out = capsys.readouterr().out
+    assert out.count("✓ UNet generator: correct") == 2 and "1,467,075 parameters" in out
+
+
+@pytest.mark.parametrize("mistake, hint", [
+    ("relu after sum", "ReLU after the sum"),
+    ("conv1 twice", "applies conv1 twice"),
+    ("slope", "default slope 0.01"),
+    ("symmetric", "symmetric stride-2 padding"),
+    ("half-pixel", "half-pixel bilinear"),
+    ("no skip", "without its second skip"),
+])
+def test_generator_checker_names_the_mistake(mistake, hint):
+    with pytest.raises(AssertionError, match=f"not yet.*{hint}"):
+        checks.check_generator(lambda: _StudentUNet(mistake))
+
+
+def test_generator_checker_finds_an_unlisted_mistake_by_layer():
+    # no fault of the list drops the activation after `reduce`: the first layer with a wrong input is up1a
+    with pytest.raises(AssertionError, match="up to `reduce` gets the right input, but `up1a` does not"):
+        checks.check_generator(lambda: _StudentUNet("no act after reduce"))
+
+
+def test_generator_checker_counts_parameters_and_loads_strictly():
+    with pytest.raises(AssertionError, match=r"1,467,043 parameters.*`head` has 4,704 \(4,736 expected\)"):
+        checks.check_generator(lambda: _StudentUNet(bias=False))   # the head's 32 biases are missing
+    with pytest.raises(AssertionError, match="strict=True: missing head.weight.*unexpected first_conv.weight"):
+        checks.check_generator(lambda: _StudentUNet(names=("first_conv", "tail")))
+
+
+def test_generator_checker_without_official_weights_uses_a_random_generator(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("ANIMESCENE_HOME", str(tmp_path))     # an empty cache: the official weights are absent
+    checks.check_generator(_StudentUNet)
+    assert "random generator's weights" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="half-pixel bilinear"):
+        checks.check_generator(lambda: _StudentUNet("half-pixel"))
+
+
+# ---- lessons 02-04: the checkers that diagnose. Each accepts an answer written independently of the library
+# ---- and names every known mistake when a student-style implementation makes it.
+
+
+def _student_similarity(ri, rj, area, mistake=None):
+    """Selective search's similarity written from Uijlings et al., with an optional mistake."""
+    (a0, b0, a1, b1), (c0, d0, c1, d1) = ri["box"], rj["box"]
+    joint = (max(a1, c1) - min(a0, c0)) * (max(b1, d1) - min(b0, d0))
+    both = ri["size"] + rj["size"]
+    histogram = sum(min(p, q) for p, q in zip(ri["hist"].tolist(), rj["hist"].tolist()))
+    size = both / area if mistake == "size sign" else 1 - both / area
+    fill = 1 - joint / area if mistake == "fill without sizes" else 1 - (joint - both) / area
+    if mistake == "inclusive box":
+        fill = 1 - ((max(a1, c1) - min(a0, c0) + 1) * (max(b1, d1) - min(b0, d0) + 1) - both) / area
+    return histogram + size + fill
+
+
+def _student_grouping(regions, pairs, segments, mistake=None, margins=None):
+    """Hierarchical grouping written the way a student would (a label per starting region, a dict of scores)."""
+    regions = {k: dict(r) for k, r in enumerate(regions)}
+    area = sum(r["size"] for r in regions.values())
+    group = np.arange(len(regions))
+    scores = {(int(i), int(j)): _student_similarity(regions[i], regions[j], area) for i, j in pairs}
+    if mistake == "non-adjacent":
+        scores = {(i, j): _student_similarity(regions[i], regions[j], area)
+                  for i in range(len(regions)) for j in range(i + 1, len(regions))}
+    stop = segments - 1 if mistake == "one too many" else segments
+    while len(regions) > stop and scores:
+        ranked = sorted(scores.values())
+        if margins is not None and len(ranked) > 1:
+            margins.append(ranked[-1] - ranked[-2])
+        (i, j) = max(scores, key=scores.get)
+        ri, rj, new = regions.pop(i), regions.pop(j), max(regions) + 1 if regions else max(i, j) + 1
+        new = max(new, i + 1, j + 1)
+        size = ri["size"] + rj["size"]
+        hist = ri["hist"] + rj["hist"] if mistake == "summed histograms" else (
+            ri["size"] * ri["hist"] + rj["size"] * rj["hist"]) / size
+        box = tuple(min(p, q) for p, q in zip(ri["box"][:2], rj["box"][:2])) + tuple(
+            max(p, q) for p, q in zip(ri["box"][2:], rj["box"][2:]))
+        regions[new] = {"size": size, "box": box, "hist": hist}
+        touching = {k for pair in scores if i in pair or j in pair for k in pair} - {i, j}
+        scores = {pair: s for pair, s in scores.items() if i not in pair and j not in pair}
+        if mistake != "not rescored":
+            for k in touching:
+                scores[(k, new)] = _student_similarity(regions[k], regions[new], area)
+        group[(group == i) | (group == j)] = new
+    return np.unique(group, return_inverse=True)[1]
+
+
+def test_grouping_checker_reference_loop_equals_the_library():
+    """The plain loop the checker runs its faults on gives selective_search_grouping's partitions."""
+    import skimage.data
+
+    from animescene import segmentation
+
+    image, labels = checks._grouping_test_image()
+    regions, pairs = checks._grouping_regions()
+    for segments in range(1, len(regions) + 1):
+        expected = segmentation.selective_search_grouping(image, labels, segments)
+        assert np.array_equal(checks._canonical(checks._grouping(regions, pairs, segments)[labels]),
+                              checks._canonical(expected)), segments
+    photo = skimage.data.astronaut()[::6, ::6].copy()  # (86, 86, 3): about 50 Felzenszwalb regions
+    start = segmentation.felzenszwalb(photo, min_size=40)
+    sizes, boxes, hists = segmentation.region_features(photo, start, start.max() + 1)
+    photo_regions = [{"size": int(s), "box": tuple(int(v) for v in b), "hist": h} for s, b, h in zip(sizes, boxes, hists)]
+    grouped = checks._grouping(photo_regions, segmentation.region_adjacency(start), 12)[start]
+    assert np.array_equal(checks._canonical(grouped),
+                          checks._canonical(segmentation.selective_search_grouping(photo, start, 12)))
+
+
+def test_grouping_checker_test_image_has_no_near_ties_and_distinct_faults():
+    image, labels = checks._grouping_test_image()
+    regions, pairs = checks._grouping_regions()
+    margins = []
+    _student_grouping(regions, pairs, checks._GROUPING_SEGMENTS, margins=margins)
+    assert min(margins) > 1e-4  # float rounding cannot change which pair merges first
+    partitions = [checks._canonical(checks._grouping(regions, pairs, checks._GROUPING_SEGMENTS, fault)[labels])
+                  for fault in [None] + [f for _, f in checks._GROUPING_FAULTS]]
+    for a in range(len(partitions)):
+        for b in range(a):
+            assert not np.array_equal(partitions[a], partitions[b]), (a, b)
+
+
+def test_similarity_and_grouping_checkers_accept_independent_answers(capsys):
+    checks.check_region_similarity(_student_similarity)
+    checks.check_grouping(_student_grouping)
+    assert capsys.readouterr().out.count("correct") == 2
+
+
+@pytest.mark.parametrize("mistake, hint", [
+    ("size sign", "size term has the wrong sign"),
+    ("fill without sizes", "fill term forgets the regions"),
+    ("inclusive box", "stops are exclusive"),
+])
+def test_similarity_checker_names_the_mistake(mistake, hint):
+    with pytest.raises(AssertionError, match=f"not yet.*{hint}"):
+        checks.check_region_similarity(lambda ri, rj, area: _student_similarity(ri, rj, area, mistake))
+
+
+@pytest.mark.parametrize("mistake, hint", [
+    ("not rescored", "never merge again"),
+    ("summed histograms", "not normalised"),
+    ("non-adjacent", "do not touch"),
+    ("one too many", "one merge too many"),
+])
+def test_grouping_checker_names_the_mistake(mistake, hint):
+    with pytest.raises(AssertionError, match=f"not yet.*{hint}"):
+        checks.check_grouping(lambda r, p, s: _student_grouping(r, p, s, mistake))
+
+
+def test_grouping_checker_finds_the_first_wrong_merge_of_an_unlisted_mistake():
+    with pytest.raises(AssertionError, match=r"return one integer per starting region"):
+        checks.check_grouping(lambda r, p, s: np.zeros(len(r) + 1, dtype=int))
+    # merging the least similar pair is listed; a loop that merges the second most similar one is not
+    def second_best(regions, pairs, segments):
+        regions = [dict(r) for r in regions]
+        area = sum(r["size"] for r in regions)
+        owner, scores = list(range(len(regions))), {(i, j): _student_similarity(regions[i], regions[j], area)
+                                                    for i, j in pairs.tolist()}
+        neighbours = {k: {b for a, b in scores if a == k} | {a for a, b in scores if b == k} for k in owner}
+        while len(set(owner)) > segments and scores:
+            ranked = sorted(scores, key=scores.get)
+            i, j = ranked[-2] if len(ranked) > 1 else ranked[-1]
+            new = len(regions)
+            ri, rj = regions[i], regions[j]
+            size = ri["size"] + rj["size"]
+            regions.append({"size": size, "hist": (ri["size"] * ri["hist"] + rj["size"] * rj["hist"]) / size,
+                            "box": (*map(min, ri["box"][:2], rj["box"][:2]), *map(max, ri["box"][2:], rj["box"][2:]))})
+            scores = {p: s for p, s in scores.items() if i not in p and j not in p}
+            neighbours[new] = (neighbours[i] | neighbours[j]) - {i, j}
+            for k in neighbours[new]:
+                neighbours[k] = (neighbours[k] - {i, j}) | {new}
+                scores[(k, new)] = _student_similarity(regions[k], regions[new], area)
+            owner = [new if o in (i, j) else o for o in owner]
+        return np.unique(owner, return_inverse=True)[1]
+
+    with pytest.raises(AssertionError, match=r"with segments=24 your grouping is right, with segments=23 \(merge 1\) "
+                                             r"it should join starting regions \[\d+, \d+\]"):
+        checks.check_grouping(second_best)
+
+
+def test_adaptive_coloring_checker_names_the_mistake():
+    from animescene.segmentation import region_means, region_medians, region_stds
+
+    def student(image, labels, g1, g2, closed=False, per_channel=False):
+        n = labels.max() + 1
+        means, medians = region_means(image, labels), region_medians(image, labels)
+        if per_channel:
+            sigma = np.stack([image[labels == r].std(axis=0) for r in range(n)])
+        else:
+            sigma = np.repeat(region_stds(image, labels)[:, None], 3, axis=1)
+        colours = medians.copy()
+        colours[(sigma <= g1) if closed else (sigma < g1)] = means[(sigma <= g1) if closed else (sigma < g1)]
+        mixed = ((sigma > g1) if closed else (sigma >= g1)) & (sigma < g2)
+        colours[mixed] = 0.5 * means[mixed] + 0.5 * medians[mixed]
+        return colours
+
+    checks.check_adaptive_coloring(student)
+    with pytest.raises(AssertionError, match="exactly γ1 gets its mean"):
+        checks.check_adaptive_coloring(lambda im, lab, g1, g2: student(im, lab, g1, g2, closed=True))
+    with pytest.raises(AssertionError, match="each channel's own std"):
+        checks.check_adaptive_coloring(lambda im, lab, g1, g2: student(im, lab, g1, g2, per_channel=True))
+
+
+def _student_weights(batch_size, generator=None, mistake=None):
+    low = torch.tensor([0.199, 0.487, 0.014])
+    if mistake == "bgr":
+        low = low.flip(0)
+    if mistake == "normal":
+        return torch.normal(torch.tensor([0.299, 0.587, 0.114]).expand(batch_size, 3), 0.1, generator=generator)
+    rows = 1 if mistake == "one draw" else batch_size
+    u = torch.rand(rows, 3, generator=None if mistake == "global" else generator)
+    return (low + 0.2 * u).expand(batch_size, 3)
+
+
+def test_sample_color_shift_checker_accepts_an_independent_answer(capsys):
+    checks.check_sample_color_shift(_student_weights)
+    assert "✓ colour-shift weights: correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake, hint", [
+    ("bgr", "B, G, R order"),
+    ("one draw", "every row is the same"),
+    ("normal", "mode='normal'"),
+    ("global", "draw from `generator`"),
+])
+def test_sample_color_shift_checker_names_the_mistake(mistake, hint):
+    with pytest.raises(AssertionError, match=f"not yet.*{hint}"):
+        checks.check_sample_color_shift(lambda b, g: _student_weights(b, g, mistake))
+
+
+@pytest.mark.parametrize("student, hint", [
+    (lambda x, w: (x.flip(1) * (w / w.sum(1, keepdim=True))[:, :, None, None]).sum(1, keepdim=True), "B, G, R order"),
+    (lambda x, w: (x * w[:, :, None, None]).sum(1, keepdim=True), "divide by each row's sum"),
+    (lambda x, w: (x * w[:, :, None, None]).sum(1, keepdim=True) / w.sum(), "its own row's sum"),
+    (lambda x, w: (x * (w[0] / w[0].sum())[None, :, None, None]).sum(1, keepdim=True), "weights of sample 0"),
+    (lambda x, w: x.mean(1, keepdim=True), "averaged the channels"),
+    (lambda x, w: (x * (w / w.sum(1, keepdim=True))[:, :, None, None]).sum(1), "keepdim=True"),
+])
+def test_color_shift_checker_names_the_mistake(student, hint):
+    with pytest.raises(AssertionError, match=f"not yet.*{hint}|{hint}"):
+        checks.check_color_shift(student)
+
+
+def _student_texture_batch(cartoon, fake, generator, mistake=None):
+    count = len(cartoon)
+    fakes = fake if mistake == "attached" else fake.detach()
+    images = torch.cat([fakes, cartoon] if mistake == "fakes first" else [cartoon, fakes])
+    if mistake == "shared":
+        weights = _student_weights(count, generator).repeat(2, 1)
+    else:
+        weights = _student_weights(2 * count, generator)
+    return (images * (weights / weights.sum(1, keepdim=True))[:, :, None, None]).sum(1, keepdim=True)
+
+
+@pytest.mark.parametrize("mistake, hint", [
+    (None, None),
+    ("attached", r"fake\.detach\(\)"),
+    ("fakes first", "cartoons first"),
+    ("shared", "share one set of weights"),
+])
+def test_texture_batch_checker(mistake, hint, capsys):
+    student = lambda c, f, g: _student_texture_batch(c, f, g, mistake)  # noqa: E731
+    if hint is None:
+        checks.check_texture_batch(student)
+        assert "✓" in capsys.readouterr().out
+    else:
+        with pytest.raises(AssertionError, match=f"not yet.*{hint}"):
+            checks.check_texture_batch(student)
+
+
+@pytest.mark.parametrize("d_loss, g_loss, hint", [
+    (lambda r, f: (r - 1).pow(2).mean() + f.pow(2).mean(), None, "the ½ is missing"),
+    (lambda r, f: 0.5 * (r.pow(2).mean() + (f - 1).pow(2).mean()), None, "swapped the targets"),
+    (lambda r, f: 0.5 * ((r - 1).pow(2).sum() + f.pow(2).sum()), None, "summed over the logits"),
+    (None, lambda f: 0.5 * (f - 1).pow(2).mean(), "generator loss has no ½"),
+    (None, lambda f: f.pow(2).mean(), "target is 1, not 0"),
+    (None, lambda f: (f - 1).pow(2).sum(), "summed over the logits"),
+])
+def test_lsgan_checker_names_the_mistake(d_loss, g_loss, hint):
+    with pytest.raises(AssertionError, match=f"not yet.*{hint}"):
+        checks.check_lsgan_losses(d_loss or lsgan_d_loss, g_loss or lsgan_g_loss)
+
+
+def test_lsgan_checker_accepts_an_independent_answer(capsys):
+    checks.check_lsgan_losses(lambda r, f: ((r - 1) ** 2).mean() / 2 + (f ** 2).mean() / 2, lambda f: ((f - 1) ** 2).mean())
+    assert capsys.readouterr().out.count("correct") == 2
+
+
+def test_occlusion_mask_checker(capsys):
+    from animescene.temporal import FB_ALPHA, FB_BETA, occlusion_mask, warp
+
+    checks.check_occlusion_mask(occlusion_mask)
+    assert "✓" in capsys.readouterr().out
+
+    def not_warped(b, f):
+        return ((b + f) ** 2).sum(-1) < FB_ALPHA * ((b**2).sum(-1) + (f**2).sum(-1)) + FB_BETA
+
+    with pytest.raises(AssertionError, match="read the forward flow where the backward flow lands"):
+        checks.check_occlusion_mask(not_warped)
+    with pytest.raises(AssertionError, match="leaves the frame"):
+        checks.check_occlusion_mask(lambda b, f: not_warped(b, warp(f, b)))
+    _rejects(lambda: checks.check_occlusion_mask(lambda b, f: np.ones(b.shape[:2], bool)))
