@@ -28,9 +28,9 @@ What :meth:`Cartoonizer.cartoonize_paths` (and ``animescene cartoonize``) promis
   a hard link) is cartoonized once; the repeat is reported as skipped. The ``-o`` folder, when it lies
   inside a walked folder, is not read.
 - **Atomic outputs.** Every image, animation and video is written under a hidden temporary name in
-  its target folder and renamed only when complete and checked (a video is re-opened: frame count and
-  size), so an error, a full disk or Ctrl-C leaves no broken file under the final name and no
-  temporary file. Finished outputs stay.
+  its target folder and renamed only when complete and checked (a video is re-opened: frame count,
+  size and the video's and sound's durations), so an error, a full disk or Ctrl-C leaves no broken
+  file under the final name and no temporary file. Finished outputs stay.
 - **Nothing silently wrong.** EXIF orientation is applied, float images are read as [0, 1], animated
   GIF/WebP/PNG files keep every frame, their durations and loop count; a video that decodes fewer
   frames than its container declares is a failure. A generator that outputs NaN or infinity (diverged
@@ -69,11 +69,11 @@ from .images import (
 )
 from .models import SIZE_MULTIPLE, UNetGenerator
 from .runtime import resolve_device
+from .temporal import TemporalStabilizer
+from .video import DEFAULT_CRF, check_crf, transcode
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-# the codec each container can hold (OpenCV's FFmpeg backend); every other suffix gets MPEG-4 Part 2
-VIDEO_FOURCC = {".avi": "MJPG", ".webm": "VP80"}
-# An output pixel of the generator depends on input pixels up to 60 px away (measured from the
+# An output pixel of the generator depends on input pixels up to 62 px away (measured from the
 # gradient's support); tiles overlap by more than that, so tiling changes nothing.
 TILE_MARGIN = 96
 # the post-process's guided filter averages (2r+1)^2 windows clipped at the border: r must be < each side
@@ -160,8 +160,13 @@ class Cartoonizer:
             raise ValueError(f"the image is {x.shape[-2]}x{x.shape[-1]} px; the cartoonizer needs at least "
                              f"{MIN_SIDE} px on each side (its guided filter has radius {POST_PROCESS_R}); "
                              f"upscale it first")
-        device = x.device
         photo = x.to(self.device, torch.float32)
+        small, cartoon = self._checked_generate(photo)
+        shrunk = small.shape[-2:] != photo.shape[-2:]
+        return post_process(photo, cartoon, small if shrunk else None).to(x.device)
+
+    def _checked_generate(self, photo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The photo as the generator sees it (shrunk) and the generator's output, refused when not finite."""
         small = self._shrink(photo)
         cartoon = self._generate(small)
         if not bool(torch.isfinite(cartoon).all()):
@@ -169,8 +174,7 @@ class Cartoonizer:
             raise UsageError(f"the generator with weights {self.weights_name} outputs NaN or infinite values: the "
                              f"weights are diverged or corrupted; use an earlier checkpoint, re-download or "
                              f"retrain them{hint}")
-        shrunk = small.shape[-2:] != photo.shape[-2:]
-        return post_process(photo, cartoon, small if shrunk else None).to(device)
+        return small, cartoon
 
     def _shrink(self, x: torch.Tensor) -> torch.Tensor:
         short = min(x.shape[-2:])
@@ -220,74 +224,56 @@ class Cartoonizer:
             write_animation(dst, animation)
         return Path(dst)
 
-    def cartoonize_video(self, src, dst, progress: bool = True) -> Path:
-        """Cartoonize every frame of a video; the output keeps the frame rate and frame size.
+    def cartoonize_video(self, src, dst, progress: bool = True, temporal: bool = True,
+                         crf: int = DEFAULT_CRF) -> Path:
+        """Cartoonize every frame of a video with :func:`animescene.video.transcode`: frame rate, time
+        stamps, sound, subtitles and chapters kept, rotation applied, H.264 (VP9 for ``.webm``) at ``crf``.
 
-        The output is written atomically and re-opened to check its frame count and size. Raises
-        :class:`ImageReadError` when ``src`` decodes fewer frames than its container declares (a
-        truncated or damaged file) and ``OSError`` when the written video is incomplete (full disk,
-        codec failure); ``dst`` is then left as it was.
+        With ``temporal`` (the default) a :class:`~animescene.temporal.TemporalStabilizer` blends each
+        generator output with the previous one warped along the optical flow, before the guided filter,
+        which removes most of the flicker; ``temporal=False`` cartoonizes each frame on its own.
+
+        The output is written atomically and re-opened to check its frames and durations. Raises
+        :class:`ImageReadError` when ``src`` cannot be read or decodes fewer frames than its container
+        declares (truncated or damaged) and ``OSError`` when writing fails or the result reads back
+        incomplete (full disk, codec failure); ``dst`` is then left as it was.
         """
-        import cv2
-        from tqdm.auto import tqdm
+        stabilizer = TemporalStabilizer() if temporal else None
+
+        @torch.no_grad()
+        def cartoon_frame(rgb):
+            photo = to_tensor(rgb).to(self.device)
+            small, cartoon = self._checked_generate(photo)
+            if stabilizer is not None:
+                cartoon = stabilizer(small, cartoon)
+            shrunk = small.shape[-2:] != photo.shape[-2:]
+            return to_uint8(post_process(photo, cartoon, small if shrunk else None))
 
         src, dst = Path(src), Path(dst)
-        capture = cv2.VideoCapture(str(src))
-        if not capture.isOpened():
-            raise ImageReadError(f"{src}: OpenCV cannot open this video; check the file and its codec")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        declared = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC.get(dst.suffix.lower(), "mp4v"))
         with atomic_output(dst) as tmp:
-            writer, size, written = None, None, 0
-            try:
-                with tqdm(total=declared or None, desc=src.name, unit="frame", disable=not progress) as bar:
-                    while True:
-                        ok, frame = capture.read()
-                        if not ok:
-                            break
-                        if writer is None:  # sized by the decoded frame, which may differ from the header's
-                            size = (frame.shape[1], frame.shape[0])
-                            writer = cv2.VideoWriter(str(tmp), fourcc, fps, size)
-                            if not writer.isOpened():
-                                raise OSError(f"OpenCV cannot write {dst.suffix} videos here ({dst}); "
-                                              f"use .mp4 or .avi")
-                        elif (frame.shape[1], frame.shape[0]) != size:
-                            raise ImageReadError(f"{src}: frame {written} is {frame.shape[1]}x{frame.shape[0]}, "
-                                                 f"the first was {size[0]}x{size[1]}; re-encode the video")
-                        cartoon = self(to_tensor(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
-                        writer.write(cv2.cvtColor(to_uint8(cartoon), cv2.COLOR_RGB2BGR))
-                        written += 1
-                        bar.update(1)
-            finally:
-                capture.release()
-                if writer is not None:
-                    writer.release()
-            if written == 0:
-                raise ImageReadError(f"{src}: no frame could be decoded; check the file and its codec")
-            if written < declared:
-                raise ImageReadError(f"{src}: only {written} of the {declared} frames its container declares "
-                                     f"could be decoded: the file is truncated or damaged; nothing was written")
-            _check_written_video(tmp, dst, written, size)
+            transcode(src, tmp, cartoon_frame, crf=crf, progress=progress, name=str(dst))
         return dst
 
-    def cartoonize_paths(self, inputs, out_dir, progress: bool = True) -> Report:
+    def cartoonize_paths(self, inputs, out_dir, progress: bool = True, temporal: bool = True,
+                         crf: int = DEFAULT_CRF) -> Report:
         """Cartoonize files and folders (images, animations and videos) into ``out_dir``.
 
         Plans the whole batch first (:func:`plan_outputs`, which raises UsageError for an output that
         would replace an input, a collision or an unwritable ``out_dir``), then cartoonizes each input.
         A file that fails is reported with the reason and the batch goes on; a UsageError (weights that
-        output NaN) or Ctrl-C stops it, keeping the outputs already finished.
+        output NaN) or Ctrl-C stops it, keeping the outputs already finished. ``temporal`` and ``crf``
+        apply to videos (see :meth:`cartoonize_video`).
         """
         from tqdm.auto import tqdm
 
+        check_crf(crf)
         plan = plan_outputs(inputs, out_dir)
         report = Report(failed=list(plan.failed), skipped=list(plan.skipped))
         jobs = plan.jobs
         for src, dst in tqdm(jobs, desc="cartoonize", unit="file", disable=not progress or len(jobs) < 2):
             try:
                 if src.suffix.lower() in VIDEO_SUFFIXES:
-                    self.cartoonize_video(src, dst, progress=progress)
+                    self.cartoonize_video(src, dst, progress=progress, temporal=temporal, crf=crf)
                 else:
                     self.cartoonize_image(src, dst)
             except UsageError:
@@ -297,23 +283,6 @@ class Cartoonizer:
                 continue
             report.written.append(dst)
         return report
-
-
-def _check_written_video(path: Path, dst: Path, frames: int, size: tuple[int, int]) -> None:
-    """Re-open a written video: raise OSError unless it decodes ``frames`` frames of ``size``."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    try:
-        got = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        count = 0
-        while capture.isOpened() and capture.grab():
-            count += 1
-    finally:
-        capture.release()
-    if count != frames or got != size:
-        raise OSError(f"the written video {dst} reads back as {count} frames of {got[0]}x{got[1]} instead of "
-                      f"{frames} of {size[0]}x{size[1]} (disk full or codec failure); nothing was written")
 
 
 def _reason(src: Path, err: Exception) -> str:

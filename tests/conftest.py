@@ -37,6 +37,23 @@ def kodak_image(shared_data):
     return read_image(path)
 
 
+@pytest.fixture(scope="module")
+def small_generator():
+    """A narrow random :class:`UNetGenerator` (8 channels, 1 residual block): fast, any picture."""
+    from animescene.models import UNetGenerator
+
+    torch.manual_seed(0)
+    return UNetGenerator(channels=8, num_blocks=1).eval()
+
+
+@pytest.fixture(scope="module")
+def weights_file(small_generator, tmp_path_factory):
+    """``small_generator`` saved as a training checkpoint's ``models.pt`` saves it (config beside weights)."""
+    path = tmp_path_factory.mktemp("weights") / "small.pt"
+    torch.save({"generator": small_generator.state_dict(), "generator_config": small_generator.config()}, path)
+    return path
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -23,20 +23,6 @@ from PIL import Image
 from animescene.cli import main as cli
 from animescene.images import ImageReadError, atomic_output, read_image, to_tensor, to_uint8, write_image
 from animescene.inference import Cartoonizer, plan_outputs
-from animescene.models import UNetGenerator
-
-
-@pytest.fixture(scope="module")
-def small_generator():
-    torch.manual_seed(0)
-    return UNetGenerator(channels=8, num_blocks=1).eval()
-
-
-@pytest.fixture(scope="module")
-def weights_file(small_generator, tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / "small.pt"
-    torch.save({"generator": small_generator.state_dict(), "generator_config": small_generator.config()}, path)
-    return path
 
 
 @pytest.fixture()
@@ -301,26 +287,20 @@ def test_a_truncated_video_fails_and_writes_nothing(cartoonize, tmp_path):
 
 
 def test_a_video_that_reads_back_short_fails_and_writes_nothing(small_generator, tmp_path, monkeypatch):
-    """A writer that silently drops frames (codec error): the read-back check catches it."""
+    """An encoder that silently drops frames (codec error): the read-back check catches it."""
+    from animescene import video
+
     src = _video(tmp_path / "clip.avi", 5)
-    real_writer = cv2.VideoWriter
+    real_encode, encoded = video._encode, []
 
-    class DroppingWriter:
-        def __init__(self, *args):
-            self.inner, self.count = real_writer(*args), 0
+    def dropping_encode(stream, frame):
+        if frame is not None and stream.type == "video":
+            encoded.append(frame)
+            if len(encoded) > 3:
+                return []
+        return real_encode(stream, frame)
 
-        def isOpened(self):
-            return self.inner.isOpened()
-
-        def write(self, frame):
-            self.count += 1
-            if self.count <= 3:
-                self.inner.write(frame)
-
-        def release(self):
-            self.inner.release()
-
-    monkeypatch.setattr(cv2, "VideoWriter", DroppingWriter)
+    monkeypatch.setattr(video, "_encode", dropping_encode)
     with pytest.raises(OSError, match="reads back as 3 frames of 48x32 instead of 5 of 48x32"):
         Cartoonizer(small_generator, device="cpu").cartoonize_video(src, tmp_path / "out" / "clip.avi",
                                                                     progress=False)

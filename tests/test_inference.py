@@ -9,20 +9,6 @@ from PIL import Image
 from animescene.cli import main as cli
 from animescene.filters import fast_guided_filter, guided_filter
 from animescene.inference import Cartoonizer
-from animescene.models import UNetGenerator
-
-
-@pytest.fixture(scope="module")
-def small_generator():
-    torch.manual_seed(0)
-    return UNetGenerator(channels=8, num_blocks=1).eval()
-
-
-@pytest.fixture(scope="module")
-def weights_file(small_generator, tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / "small.pt"
-    torch.save({"generator": small_generator.state_dict(), "generator_config": small_generator.config()}, path)
-    return path
 
 
 @pytest.mark.parametrize("size", [(7, 5), (30, 50), (64, 64)])

@@ -35,7 +35,7 @@ def test_lessons_are_generated_from_the_solutions():
 
 def test_every_lesson_has_a_solution_and_the_eight_lessons_exist():
     assert [p.name for p in LESSONS] == [p.name for p in SOLUTIONS]
-    assert [p.name[:2] for p in SOLUTIONS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
+    assert [p.name[:2] for p in SOLUTIONS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
 
 
 @pytest.mark.parametrize("path", SOLUTIONS + LESSONS, ids=lambda p: f"{p.parent.name}/{p.name}")
