@@ -63,6 +63,17 @@ def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(image, size=new_size, mode="bilinear", align_corners=False)
 
 
+def centre_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """The centred ``size x size`` square of ``(B, C, H, W)`` images resized to short side ``size``.
+
+    Returns ``(B, C, size, size)``, clamped to ``[-1, 1]`` (the interpolation's rounding can step a hair
+    outside). This is how inference batches and evaluation bring images of any size to one scale.
+    """
+    image = resize_short_side(image, size).clamp(-1, 1)
+    top, left = (image.shape[-2] - size) // 2, (image.shape[-1] - size) // 2
+    return image[..., top : top + size, left : left + size]
+
+
 class UnpairedImages(Dataset):
     """Random crops of unpaired photos and cartoons, reproducible from ``(seed, index)``.
 
@@ -203,7 +214,7 @@ class ImageFolderDataset(Dataset):
         path = self.files[index]
         image = read_image(path)
         if self.size is not None:
-            image = _centre_square(resize_short_side(image, self.size).clamp_(-1, 1), self.size)
+            image = centre_square(image, self.size)
         return image[0].contiguous(), str(path)
 
 
@@ -339,11 +350,5 @@ def example_photos(count: int = 4, size: int = 256) -> tuple[torch.Tensor, list[
 
         names = list(_SKIMAGE_EXAMPLES[:count])
         images = [to_tensor(getattr(skimage.data, name)()) for name in names]
-    squares = [_centre_square(resize_short_side(image, size).clamp_(-1, 1), size) for image in images]
+    squares = [centre_square(image, size) for image in images]
     return torch.cat(squares), names
-
-
-def _centre_square(image: torch.Tensor, size: int) -> torch.Tensor:
-    height, width = image.shape[-2:]
-    top, left = (height - size) // 2, (width - size) // 2
-    return image[:, :, top : top + size, left : left + size]

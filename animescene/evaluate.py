@@ -21,9 +21,9 @@ A method is one of:
 
 Generators run as a user runs them: on each photo at its own size, through
 :class:`~animescene.inference.Cartoonizer` (short side capped at 720, guided-filter post-process).
-Then every image, photos, frames and outputs alike, is resized to short side ``size`` (256 by
-default, the training crop size) and centre-cropped to a square, so all sets are compared at one
-scale whatever their original sizes. The order matters: a generator's strokes are sized for the
+Then every image, photos, frames and outputs alike, becomes its :func:`~animescene.data.centre_square`
+of side ``size`` (256 by default, the training crop size), so all sets are compared at one scale
+whatever their original sizes. The order matters: a generator's strokes are sized for the
 resolution it works at. On the Kodak photos (against 96 Ghibli frames), White-box run on 256 px
 squares lands *farther* from the frames than the raw photos (FD-HED-VGG16 77 vs 66); run on the
 500 px photos and then shrunk, it lands closer (58). Subsets and any image limits come from
@@ -46,13 +46,13 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from .features import EXTRACTORS, features_of_folder
 from .metrics import (
-    EXTRACTORS,
-    features_of_folder,
     frechet_distance_from_features,
     kernel_inception_distance,
     paired_fd_gain,
@@ -77,11 +77,11 @@ def evaluate(photos_dir, cartoons_dir, methods=(), *, extractor, subsets: int = 
         methods: ``{name: spec}`` or ``(name, spec)`` pairs; a spec is ``"official"``, a weights or
             checkpoint file, a folder of outputs, a ``UNetGenerator`` or a ``Cartoonizer``.
             The raw photos (row ``"photos"``) are always evaluated first.
-        extractor: a :class:`~animescene.metrics.FeatureExtractor`, e.g. ``HEDVGGFeatures()``.
+        extractor: a :class:`~animescene.features.FeatureExtractor`, e.g. ``HEDVGGFeatures()``.
         subsets, subset_size, seed: KID's random subsets (see
             :func:`~animescene.metrics.kernel_inception_distance`); ``seed`` also picks limited images.
-        size: every image (generators' outputs after the generator) becomes a ``size x size`` centre
-            crop of itself at short side ``size``.
+        size: every image (generators' outputs after the generator) becomes its ``size x size``
+            :func:`~animescene.data.centre_square`.
         out_dir: when given, ``results.csv`` and ``results.png`` are written there.
         max_photos, max_cartoons: use at most this many images of each folder (random, from ``seed``).
         batch_size: images per forward pass.
@@ -102,45 +102,84 @@ def evaluate(photos_dir, cartoons_dir, methods=(), *, extractor, subsets: int = 
 
     device = resolve_device(device)
     extractor = extractor.to(device)
-    sources = {name: _resolve_method(name, spec, device) for name, spec in _method_pairs(methods)}
-    read = {"extractor": extractor, "size": size, "seed": seed, "batch_size": batch_size,
-            "progress": progress}
-    photos = features_of_folder(photos_dir, limit=max_photos, **read)
-    cartoons = features_of_folder(cartoons_dir, limit=max_cartoons, **read)
-
-    def distances(features, reference):
-        kid = kernel_inception_distance(features, reference, subsets, subset_size, seed)
-        return (frechet_distance_from_features(features, reference), *kid)
-
-    def row(name, spec, features, to_photos, gains):
-        fd_cartoons, kid_cartoons, kid_cartoons_std = distances(features, cartoons)
-        fd_photos, kid_photos, kid_photos_std = to_photos
-        return {
-            "method": name, "spec": spec, "images": len(features), "features": extractor.name,
-            "fd_metric": extractor.fd_label, "kid_metric": extractor.kid_label,
-            "fd_to_cartoons": fd_cartoons, "kid_to_cartoons": kid_cartoons,
-            "kid_to_cartoons_std": kid_cartoons_std,
-            "fd_to_photos": fd_photos, "kid_to_photos": kid_photos, "kid_to_photos_std": kid_photos_std,
-            **dict(zip(("fd_gain", "fd_gain_std", "kid_gain", "kid_gain_std"), gains)),
-        }
-
-    nothing = (0.0, 0.0, 0.0, 0.0)
-    rows = [row(PHOTOS_ROW, str(photos_dir), photos, (0.0, 0.0, 0.0), nothing)]
-    for name, (spec, transform) in sources.items():
-        folder = spec if transform is None else photos_dir
-        features = features_of_folder(folder, limit=max_photos, transform=transform, **read)
+    sources = _resolve_methods(methods, device)
+    embed = partial(features_of_folder, extractor=extractor, size=size, seed=seed, batch_size=batch_size,
+                    progress=progress)
+    kid = {"subsets": subsets, "subset_size": subset_size, "seed": seed}
+    photos = embed(photos_dir, limit=max_photos)
+    cartoons = embed(cartoons_dir, limit=max_cartoons)
+    rows = [_table_row(PHOTOS_ROW, str(photos_dir), photos, extractor,
+                       to_cartoons=_distances(photos, cartoons, **kid), to_photos=_SAME_SET, gains=_NO_GAINS)]
+    for name, (spec, cartoonizer) in sources.items():
+        outputs = _embed_method(embed, spec, cartoonizer, photos_dir, max_photos)
         # a generator's outputs correspond to the photos row by row: the comparison can be paired
-        gains = nothing if transform is None else (
-            *paired_fd_gain(photos, features, cartoons, seed=seed),
-            *paired_kid_gain(photos, features, cartoons, subsets, subset_size, seed),
-        )
-        rows.append(row(name, spec, features, distances(features, photos), gains))
+        gains = _NO_GAINS if cartoonizer is None else _paired_gains(photos, outputs, cartoons, **kid)
+        rows.append(_table_row(name, spec, outputs, extractor,
+                               to_cartoons=_distances(outputs, cartoons, **kid),
+                               to_photos=_distances(outputs, photos, **kid), gains=gains))
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_csv(rows, out_dir / "results.csv")
-        plot_results(rows, out_dir / "results.png")
+        _write_reports(rows, out_dir)
     return rows
+
+
+_SAME_SET = (0.0, 0.0, 0.0)
+"""``(FD, KID, KID std)`` of the photos to themselves: 0 by definition (see :func:`evaluate`)."""
+_NO_GAINS = (0.0, 0.0, 0.0, 0.0)
+"""``(FD gain, std, KID gain, std)`` of a row without paired outputs: the photos, a folder of outputs."""
+
+
+def _resolve_methods(methods, device) -> dict[str, tuple[str, object]]:
+    """Step 1: ``{name: (spec as shown in the table, Cartoonizer or None for a folder of outputs)}``."""
+    return {name: _resolve_method(name, spec, device) for name, spec in _method_pairs(methods)}
+
+
+def _embed_method(embed, spec: str, cartoonizer, photos_dir, max_photos: int | None) -> np.ndarray:
+    """Step 2: ``(N, D)`` features of one method's images: the photos cartoonized, or its output folder.
+
+    ``embed`` is :func:`~animescene.features.features_of_folder` with the run's extractor and
+    settings; a cartoonizer runs on each photo at its own size, before the centre square.
+    """
+    if cartoonizer is None:
+        return embed(spec, limit=max_photos)
+    return embed(photos_dir, limit=max_photos, transform=cartoonizer)
+
+
+def _distances(features: np.ndarray, reference: np.ndarray, *, subsets: int, subset_size: int,
+               seed: int) -> tuple[float, float, float]:
+    """Step 3: ``(FD, KID, KID std)`` of ``(N, D)`` features to ``(M, D)`` reference features."""
+    kid = kernel_inception_distance(features, reference, subsets, subset_size, seed)
+    return (frechet_distance_from_features(features, reference), *kid)
+
+
+def _paired_gains(photos: np.ndarray, outputs: np.ndarray, cartoons: np.ndarray, *, subsets: int,
+                  subset_size: int, seed: int) -> tuple[float, float, float, float]:
+    """Step 3, paired: ``(FD gain, std, KID gain, std)`` of ``outputs`` towards ``cartoons``.
+
+    ``outputs[i]`` was made from ``photos[i]``; a positive gain means the outputs are closer to the
+    cartoons than the photos they were made from.
+    """
+    return (*paired_fd_gain(photos, outputs, cartoons, seed=seed),
+            *paired_kid_gain(photos, outputs, cartoons, subsets, subset_size, seed))
+
+
+def _table_row(name: str, spec: str, features: np.ndarray, extractor, *, to_cartoons, to_photos,
+               gains) -> dict:
+    """Step 4: one row of the table (keys :data:`COLUMNS`) from the distances of step 3."""
+    return {
+        "method": name, "spec": spec, "images": len(features), "features": extractor.name,
+        "fd_metric": extractor.fd_label, "kid_metric": extractor.kid_label,
+        **dict(zip(("fd_to_cartoons", "kid_to_cartoons", "kid_to_cartoons_std"), to_cartoons)),
+        **dict(zip(("fd_to_photos", "kid_to_photos", "kid_to_photos_std"), to_photos)),
+        **dict(zip(("fd_gain", "fd_gain_std", "kid_gain", "kid_gain_std"), gains)),
+    }
+
+
+def _write_reports(rows: list[dict], out_dir) -> None:
+    """Step 5: ``results.csv`` and ``results.png`` in ``out_dir`` (created when missing)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out_dir / "results.csv")
+    plot_results(rows, out_dir / "results.png")
 
 
 def parse_method(text: str) -> tuple[str, str]:

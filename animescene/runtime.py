@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -64,6 +65,15 @@ def cache_dir() -> Path:
     home = os.environ.get(HOME_ENV)
     path = Path(home).expanduser() if home else Path.home() / ".cache" / "animescene"
     return path
+
+
+def torch_hub_checkpoint(url: str) -> Path:
+    """Where torch hub caches the file at ``url``: ``<torch.hub.get_dir()>/checkpoints/<file name>``.
+
+    torchvision's pretrained weights load from there (and are downloaded there when online), so this
+    is the path an offline machine needs the file copied to.
+    """
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
 
 
 def shared_data_dir() -> Path | None:

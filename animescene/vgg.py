@@ -32,7 +32,7 @@ import torch.nn as nn
 from .downloads import HED_WEIGHTS, weights_dir
 from .errors import UsageError
 from .images import check_batch
-from .runtime import smoke_mode
+from .runtime import smoke_mode, torch_hub_checkpoint
 from .weights import MissingWeightsError, Weights, WeightsEnum, is_state_dict, quote_error
 
 # convs per block and widths of the five blocks
@@ -241,8 +241,7 @@ def _torchvision_weights(arch: str):
 
 
 def _imagenet_cache_path(arch: str) -> Path:
-    url = _torchvision_weights(arch).url
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return torch_hub_checkpoint(_torchvision_weights(arch).url)
 
 
 def _imagenet_state(arch: str) -> dict:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from animescene.evaluate import COLUMNS, evaluate, main
-from animescene.metrics import FeatureExtractor, HEDVGGFeatures
+from animescene.features import FeatureExtractor, HEDVGGFeatures
 from animescene.models import UNetGenerator
 
 SIZE = 32

@@ -1,14 +1,11 @@
-"""Fréchet and kernel distances against closed forms and float64 references; the feature extractors."""
+"""Fréchet and kernel distances against closed forms and float64 references."""
 
 import numpy as np
 import pytest
 import torch
 
 from animescene.metrics import (
-    HEDVGGFeatures,
-    InceptionFeatures,
     feature_statistics,
-    features_of_tensors,
     frechet_distance,
     frechet_distance_from_features,
     kernel_inception_distance,
@@ -146,57 +143,6 @@ def test_kid_subsets_are_at_most_half_a_set_so_their_spread_means_something():
         kernel_inception_distance(f1, f2, subsets=5, subset_size=1)
     with pytest.raises(ValueError, match="at least 4 images"):
         kernel_inception_distance(f1[:3], f2, subsets=5, subset_size=10)
-
-
-def test_hed_features_shape_and_name_with_random_weights():
-    extractor = HEDVGGFeatures(weights=None)
-    features = extractor(torch.rand(2, 3, 48, 64) * 2 - 1)
-    assert features.shape == (2, 1024) and features.dtype == torch.float64 and features.device.type == "cpu"
-    assert extractor.name == "random-VGG16" and extractor.fd_label == "FD-random-VGG16"
-    # each layer's half has unit RMS, so x . y / d is a mean cosine, the scale KID's kernel expects
-    mean_squares = features.view(2, 2, 512).pow(2).mean(-1)
-    torch.testing.assert_close(mean_squares, torch.ones(2, 2, dtype=torch.float64), rtol=1e-5, atol=0)
-
-
-def test_hed_features_do_not_depend_on_batching():
-    extractor = HEDVGGFeatures(weights=None)
-    images = torch.rand(3, 3, 32, 32) * 2 - 1
-    one_by_one = np.concatenate([extractor(images[i : i + 1]).numpy() for i in range(3)])
-    batched = features_of_tensors(images, extractor, batch_size=2)
-    np.testing.assert_allclose(batched, one_by_one, rtol=1e-4, atol=1e-6)
-
-
-def test_hed_labels_are_never_fid(monkeypatch):
-    """The pretrained HED VGG16 is reported as FD-/KID-HED-VGG16; checked without its weights file."""
-    from animescene import vgg
-
-    monkeypatch.setattr(vgg, "load_vgg_state", lambda weights, arch: (None, True))
-    extractor = HEDVGGFeatures(weights="hed")
-    labels = (extractor.name, extractor.fd_label, extractor.kid_label)
-    assert labels == ("HED-VGG16", "FD-HED-VGG16", "KID-HED-VGG16")
-
-
-def test_extractors_refuse_images_outside_minus_one_one():
-    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
-        HEDVGGFeatures(weights=None)(torch.full((1, 3, 16, 16), 255.0))
-
-
-def test_inception_features_are_2048_pool3_vectors():
-    extractor = InceptionFeatures(weights=None)
-    features = extractor(torch.rand(1, 3, 64, 80) * 2 - 1)  # resized to 299x299 inside
-    assert features.shape == (1, 2048) and features.dtype == torch.float64
-    assert extractor.fd_label == "FD-random-Inception-v3"
-
-
-def test_inception_without_cached_weights_says_how_to_fix_it(monkeypatch, tmp_path):
-    def offline(url, dst, *args, **kwargs):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(FileNotFoundError, match=r"inception_v3_google-0cc3c7bd\.pth.*HEDVGGFeatures") as info:
-        InceptionFeatures()
-    assert str(tmp_path / "checkpoints") in str(info.value)
 
 
 def test_paired_gains_of_an_unchanged_set_are_exactly_zero():

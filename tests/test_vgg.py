@@ -6,7 +6,7 @@ import torch
 import torchvision
 
 from animescene.errors import UsageError
-from animescene.metrics import HEDVGGFeatures
+from animescene.features import HEDVGGFeatures
 from animescene.vgg import CAFFE_MEAN_BGR, FrozenModule, VGGFeatures, VGGWeights, layer_names, resolve_weights
 
 
