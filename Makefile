@@ -10,12 +10,12 @@ LAB_PORT ?= 8888
 # Jupyter refuses to start as root (containers, fresh cloud machines) unless told it may.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: env weights lab test e2e browser screenshots lessons clean
+.PHONY: env weights lab serve test e2e browser screenshots lessons clean
 
 # A venv with pip; re-running is a no-op until pyproject.toml or constraints.txt change.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[lessons,dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[lessons,dev,serve,fast]"
 	$(PY) -m ipykernel install --sys-prefix --name animescene --display-name "Python (animescene)"
 	touch $(STAMP)
 
@@ -29,6 +29,10 @@ weights: env
 
 lab: env weights
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.root_dir=lessons $(ALLOW_ROOT)
+
+# The web demo (animescene serve) on http://127.0.0.1:7860 with whatever weights are here.
+serve: env weights
+	$(PY) -m animescene serve
 
 test: env weights
 	ANIMESCENE_SMOKE=1 $(PY) -m pytest tests lessons solutions -m "not e2e" --nbval --nbval-current-env \
@@ -45,9 +49,10 @@ browser:
 e2e: env browser
 	ANIMESCENE_SMOKE=1 $(PY) -m pytest tests/e2e -m e2e
 
-# Refresh the README's picture of the lesson 07 widget from a browser run.
+# Refresh the README's pictures (the lesson 07 widget, the web demo: docs/serve.png) from browser runs.
 screenshots: env browser
 	ANIMESCENE_E2E_SCREENSHOTS=$(CURDIR)/docs/lesson07_widget.png $(PY) -m pytest tests/e2e -m e2e -k lesson_07
+	ANIMESCENE_E2E_SCREENSHOTS=1 $(PY) -m pytest tests/e2e/test_serve.py -m e2e
 
 # Regenerate the student notebooks from the solved ones (tests fail when they drift apart).
 lessons: env

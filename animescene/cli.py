@@ -27,6 +27,7 @@ from .errors import UsageError
 # sub-commands with parsers of their own: everything after the name is theirs
 DELEGATED = {
     "bench": "animescene.bench", "evaluate": "animescene.evaluate", "download": "animescene.downloads",
+    "serve": "animescene.serve",
 }
 
 
@@ -96,6 +97,7 @@ def _run(argv: list[str]) -> int:
 
     commands.add_parser("evaluate", help="distances of cartoonized photos to cartoons and photos")
     commands.add_parser("download", help="fetch datasets and pretrained weights into the cache (--list)")
+    commands.add_parser("serve", help="a web demo on 127.0.0.1: upload photos or a video, compare, download")
 
     args = parser.parse_args(argv)
     return args.run(args)

@@ -19,9 +19,9 @@ LAYERS = {
     "method": (2, {"filters", "segmentation", "representations", "models", "vgg", "edges", "losses"}),
     "data": (3, {"data", "demo_set"}),
     "training": (4, {"train_config", "train", "checkpoint", "runlog", "distributed"}),
-    "inference": (4, {"inference", "video", "temporal", "export"}),
+    "inference": (4, {"inference", "video", "temporal", "export", "backends"}),
     "evaluation": (5, {"features", "metrics", "evaluate"}),
-    "front ends": (6, {"cli", "__main__", "bench", "app", "checks"}),
+    "front ends": (6, {"cli", "__main__", "bench", "app", "checks", "serve"}),
 }
 LAYER_OF = {module: name for name, (_, modules) in LAYERS.items() for module in modules}
 

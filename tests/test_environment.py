@@ -18,7 +18,7 @@ def _split(requirement: str) -> tuple[str, str]:
 
 def _pyproject() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + [r for extra in ("lessons", "dev") for r in project["optional-dependencies"][extra]]
+    requirements = project["dependencies"] + [r for extra in ("lessons", "dev", "serve", "fast") for r in project["optional-dependencies"][extra]]
     return dict(_split(r) for r in requirements)
 
 
