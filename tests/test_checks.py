@@ -245,29 +245,29 @@ def test_grouping_checker_reference_loop_equals_the_library():
 
     from animescene import segmentation
 
-    image, labels = checks._grouping_test_image()
-    regions, pairs = checks._grouping_regions()
+    image, labels = checks.structure._grouping_test_image()
+    regions, pairs = checks.structure._grouping_regions()
     for segments in range(1, len(regions) + 1):
         expected = segmentation.selective_search_grouping(image, labels, segments)
-        assert np.array_equal(checks._canonical(checks._grouping(regions, pairs, segments)[labels]),
-                              checks._canonical(expected)), segments
+        assert np.array_equal(checks.structure._canonical(checks.structure._grouping(regions, pairs, segments)[labels]),
+                              checks.structure._canonical(expected)), segments
     photo = skimage.data.astronaut()[::6, ::6].copy()  # (86, 86, 3): about 50 Felzenszwalb regions
     start = segmentation.felzenszwalb(photo, min_size=40)
     sizes, boxes, hists = segmentation.region_features(photo, start, start.max() + 1)
     photo_regions = [{"size": int(s), "box": tuple(int(v) for v in b), "hist": h} for s, b, h in zip(sizes, boxes, hists)]
-    grouped = checks._grouping(photo_regions, segmentation.region_adjacency(start), 12)[start]
-    assert np.array_equal(checks._canonical(grouped),
-                          checks._canonical(segmentation.selective_search_grouping(photo, start, 12)))
+    grouped = checks.structure._grouping(photo_regions, segmentation.region_adjacency(start), 12)[start]
+    assert np.array_equal(checks.structure._canonical(grouped),
+                          checks.structure._canonical(segmentation.selective_search_grouping(photo, start, 12)))
 
 
 def test_grouping_checker_test_image_has_no_near_ties_and_distinct_faults():
-    image, labels = checks._grouping_test_image()
-    regions, pairs = checks._grouping_regions()
+    image, labels = checks.structure._grouping_test_image()
+    regions, pairs = checks.structure._grouping_regions()
     margins = []
-    _student_grouping(regions, pairs, checks._GROUPING_SEGMENTS, margins=margins)
+    _student_grouping(regions, pairs, checks.structure._GROUPING_SEGMENTS, margins=margins)
     assert min(margins) > 1e-4  # float rounding cannot change which pair merges first
-    partitions = [checks._canonical(checks._grouping(regions, pairs, checks._GROUPING_SEGMENTS, fault)[labels])
-                  for fault in [None] + [f for _, f in checks._GROUPING_FAULTS]]
+    partitions = [checks.structure._canonical(checks.structure._grouping(regions, pairs, checks.structure._GROUPING_SEGMENTS, fault)[labels])
+                  for fault in [None] + [f for _, f in checks.structure._GROUPING_FAULTS]]
     for a in range(len(partitions)):
         for b in range(a):
             assert not np.array_equal(partitions[a], partitions[b]), (a, b)
@@ -453,3 +453,132 @@ def test_occlusion_mask_checker(capsys):
     with pytest.raises(AssertionError, match="leaves the frame"):
         checks.check_occlusion_mask(lambda b, f: not_warped(b, warp(f, b)))
     _rejects(lambda: checks.check_occlusion_mask(lambda b, f: np.ones(b.shape[:2], bool)))
+
+
+# ---- lesson 06: one adversarial training iteration ----------------------------------------------------
+
+
+def _student_iteration(parts, batch, mistake=None):
+    """A student's iteration, written with the library's discriminator_loss (which detaches for itself)."""
+    from animescene.losses import Betas, GeneratorLoss, discriminator_loss
+
+    betas = Betas() if mistake == "default betas" else parts.betas
+    eps = 5e-3 if mistake == "inference eps" else 1e-2
+    fake = guided_filter(batch.photo, parts.generator(batch.photo), 1, eps)
+    discs = (parts.disc_surface, parts.disc_texture)
+    if mistake == "zero_grad at the top":
+        parts.g_opt.zero_grad()
+        parts.d_opt.zero_grad()
+    else:
+        parts.g_opt.zero_grad()
+    if mistake != "zero_grad at the top":
+        for d in discs:
+            d.requires_grad_(False)
+    g_total = GeneratorLoss(betas, vgg=parts.vgg)(batch.photo, fake, batch.target, *discs, batch.g_colors)["total"]
+    g_total.backward()
+    parts.g_opt.step()
+    for d in discs:
+        d.requires_grad_(True)
+    if mistake != "zero_grad at the top":
+        parts.d_opt.zero_grad()
+    d_total = discriminator_loss(*discs, fake, batch.cartoon, batch.d_colors)["total"]
+    d_total.backward()
+    parts.d_opt.step()
+    return {"g_total": g_total, "d_total": d_total}
+
+
+def _student_d_first(parts, batch):
+    from animescene.losses import GeneratorLoss, discriminator_loss
+
+    fake = guided_filter(batch.photo, parts.generator(batch.photo), 1, 1e-2)
+    parts.d_opt.zero_grad()
+    d_total = discriminator_loss(parts.disc_surface, parts.disc_texture, fake, batch.cartoon, batch.d_colors)["total"]
+    d_total.backward()
+    parts.d_opt.step()
+    parts.g_opt.zero_grad()
+    g_total = GeneratorLoss(parts.betas, vgg=parts.vgg)(batch.photo, fake, batch.target, parts.disc_surface,
+                                                         parts.disc_texture, batch.g_colors)["total"]
+    g_total.backward()
+    parts.g_opt.step()
+    return {"g_total": g_total, "d_total": d_total}
+
+
+def _student_attached(parts, batch):
+    """Writes the discriminators' LSGAN loss by hand and forgets to detach the fakes."""
+    from animescene.losses import GeneratorLoss
+    from animescene.representations import surface
+
+    fake = guided_filter(batch.photo, parts.generator(batch.photo), 1, 1e-2)
+    parts.g_opt.zero_grad()
+    g_total = GeneratorLoss(parts.betas, vgg=parts.vgg)(batch.photo, fake, batch.target, parts.disc_surface,
+                                                         parts.disc_texture, batch.g_colors)["total"]
+    g_total.backward()
+    parts.g_opt.step()
+    parts.d_opt.zero_grad()
+    count = len(fake)
+    both = torch.cat([batch.cartoon, fake])
+    real_s, fake_s = parts.disc_surface(surface(both)).split(count)
+    real_t, fake_t = parts.disc_texture(color_shift(both, batch.d_colors)).split(count)
+    d_total = lsgan_d_loss(real_s, fake_s) + lsgan_d_loss(real_t, fake_t)
+    d_total.backward()
+    parts.d_opt.step()
+    return {"g_total": g_total, "d_total": d_total}
+
+
+def test_adversarial_step_checker_accepts_an_independent_answer(capsys):
+    checks.check_adversarial_step(_student_iteration)
+    assert "✓ adversarial training iteration" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("student, hint", [
+    (_student_d_first, "discriminator step before the generator step"),
+    (lambda p, b: _student_iteration(p, b, "zero_grad at the top"), "also updated by the generator loss"),
+    (lambda p, b: _student_iteration(p, b, "default betas"), r"default β \(Betas\(\)\)"),
+    (lambda p, b: _student_iteration(p, b, "inference eps"), "eps=5e-3"),
+    (_student_attached, r"judge fake\.detach\(\)"),
+])
+def test_adversarial_step_checker_names_the_mistake(student, hint):
+    with pytest.raises(AssertionError, match=f"not yet.*{hint}"):
+        checks.check_adversarial_step(student)
+
+
+def test_adversarial_step_checker_follows_the_trainer(tmp_path, monkeypatch):
+    """The checker's reference iteration gives the weights and losses of Trainer._adversarial_step."""
+    import copy
+    from types import SimpleNamespace
+
+    from animescene.data import StepBatches
+    from animescene.representations import sample_color_shift, structure
+    from animescene.train import TrainConfig, Trainer
+
+    monkeypatch.setenv("ANIMESCENE_SMOKE", "1")  # a random VGG, refused outside smoke mode
+    generator = torch.Generator().manual_seed(5)
+    pairs = [(torch.rand(3, 16, 16, generator=generator) * 2 - 1, torch.rand(3, 16, 16, generator=generator) * 2 - 1)
+             for _ in range(4)]
+    config = TrainConfig(size=16, batch_size=2, pretrain_steps=0, steps=1, channels=8, num_blocks=1,
+                         vgg_weights=None, betas={"content": 2e4}, structure_workers=0, num_workers=0,
+                         device="cpu", amp="none", out_dir=str(tmp_path), log_every=0, sample_every=0,
+                         checkpoint_every=0)
+    trainer = Trainer(config, dataset=pairs)
+    nets = [copy.deepcopy(m) for m in (trainer.generator, trainer.disc_surface, trainer.disc_texture)]
+    parts = SimpleNamespace(generator=nets[0], disc_surface=nets[1], disc_texture=nets[2], vgg=trainer.vgg,
+                            betas=trainer.g_loss.betas,
+                            g_opt=torch.optim.Adam(nets[0].parameters(), lr=config.lr, betas=config.adam_betas),
+                            d_opt=torch.optim.Adam([*nets[1].parameters(), *nets[2].parameters()], lr=config.lr,
+                                                   betas=config.adam_betas))
+    photo, cartoon = next(StepBatches(pairs, 2, 0, seed=config.seed, num_workers=0))
+    with torch.no_grad():
+        target = structure(guided_filter(photo, nets[0](photo), 1, 1e-2).clamp(-1, 1), segments=config.segments,
+                           method=config.structure_method)
+    colors = torch.Generator().manual_seed(config.seed + 1)
+    batch = SimpleNamespace(photo=photo, cartoon=cartoon, target=target, g_colors=sample_color_shift(2, colors),
+                            d_colors=sample_color_shift(4, colors))
+
+    values = trainer.train_step()
+    expected = checks.training._adversarial_iteration(parts, batch)
+
+    assert values["g_total"] == pytest.approx(float(expected["g_total"]), rel=1e-6)
+    assert values["d_total"] == pytest.approx(float(expected["d_total"]), rel=1e-6)
+    for mine, theirs in zip(nets, (trainer.generator, trainer.disc_surface, trainer.disc_texture)):
+        for a, b in zip(mine.parameters(), theirs.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
