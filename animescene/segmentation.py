@@ -365,12 +365,8 @@ def adaptive_region_colors(
     return np.where(stds < gamma1, means, np.where(stds < gamma2, 0.5 * means + 0.5 * medians, medians))
 
 
-def adaptive_coloring(
-    image: np.ndarray,
-    labels: np.ndarray,
-    gamma1: float = STRUCTURE_DEFAULTS.gamma1,
-    gamma2: float = STRUCTURE_DEFAULTS.gamma2,
-) -> np.ndarray:
+def adaptive_coloring(image: np.ndarray, labels: np.ndarray, gamma1: float = STRUCTURE_DEFAULTS.gamma1,
+                      gamma2: float = STRUCTURE_DEFAULTS.gamma2) -> np.ndarray:
     """Paint every region with its :func:`adaptive_region_colors` colour: an ``(H, W, 3)`` float64 image."""
     return adaptive_region_colors(image, labels, gamma1, gamma2)[labels]
 
