@@ -5,8 +5,9 @@ and returns ``output``: ``clamp(guided_filter(x, G(x), 1, 5e-3), -1, 1)`` of the
 what :class:`animescene.inference.Cartoonizer` computes for an image that needs no resizing or padding.
 ONNX Runtime, OpenVINO, TensorRT and browsers (onnxruntime-web) can run it.
 
-:func:`export_int8_onnx` writes the bare generator quantized to int8 for ONNX Runtime on CPUs without
-bfloat16; the guided filter then runs in float32 beside it.
+:func:`export_int8_onnx` writes the bare generator quantized to int8 for ONNX Runtime on CPUs; the
+guided filter then runs in float32 beside it (the ``onnxruntime-int8`` backend of
+:mod:`animescene.backends`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .backends import vnni
 from .filters import post_process
 from .models import UNetGenerator
 
@@ -52,7 +54,8 @@ def export_onnx(generator: UNetGenerator, path, *, example_size: tuple[int, int]
     return path
 
 
-def export_int8_onnx(generator: UNetGenerator, path, calibration: torch.Tensor | None = None) -> Path:
+def export_int8_onnx(generator: UNetGenerator, path, calibration: torch.Tensor | None = None,
+                     reduce_range: bool | None = None) -> Path:
     """Write the bare generator (no post-process) to ``path`` as a statically quantized int8 ONNX model.
 
     Args:
@@ -61,10 +64,12 @@ def export_int8_onnx(generator: UNetGenerator, path, calibration: torch.Tensor |
         calibration: ``(N, 3, H, W)`` photos in [-1, 1], ``H`` and ``W`` multiples of 8, whose activation
             ranges fix the int8 scales (a handful of real photos is enough; not the images you measure on).
             Default: :func:`calibration_photos`.
+        reduce_range: 7-bit weights. Default: on CPUs without VNNI (:func:`animescene.backends.vnni`),
+            which multiply uint8 by int8 into 16-bit sums that saturate at full 8-bit range (that cost
+            the official model 10 dB of PSNR on an AVX2 CPU); VNNI adds into 32 bits, so there the
+            weights keep all 8 bits. The file is then best run on a CPU of the same kind.
 
-    Weights are int8 per output channel, activations uint8 per tensor (QDQ format). The weights keep
-    7 bits (``reduce_range``): AVX2 CPUs without VNNI multiply uint8 by int8 into 16-bit sums that
-    saturate at full 8-bit range, which cost the official model 10 dB of PSNR on this course's machine.
+    Weights are int8 per output channel, activations uint8 per tensor (QDQ format).
     The first convolution (the photo itself in) and the last (the picture out, before tanh) stay in
     float32: about 7 % of the work, and worth 2 dB on the official weights at 720p (40.0 -> 41.9 dB
     against float32). The guided filter stays out of the quantized graph, since int8 ruins its
@@ -87,13 +92,15 @@ def export_int8_onnx(generator: UNetGenerator, path, calibration: torch.Tensor |
             batch = next(self.batches, None)
             return None if batch is None else {"input": batch.numpy()}
 
+    if reduce_range is None:
+        reduce_range = not vnni()
     path = Path(path)
     float_path = export_onnx(generator, path.with_suffix(".float.onnx"), post_process=False)
     try:
         convs = [node.name for node in onnx.load(str(float_path)).graph.node if node.op_type == "Conv"]
         quantize_static(str(float_path), str(path), Photos(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        reduce_range=True, calibrate_method=CalibrationMethod.MinMax,
+                        reduce_range=reduce_range, calibrate_method=CalibrationMethod.MinMax,
                         nodes_to_exclude=[convs[0], convs[-1]])
     finally:
         float_path.unlink(missing_ok=True)
