@@ -58,6 +58,8 @@ def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="animescene", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
+    from .backends import BACKENDS
+
     cartoonize = commands.add_parser("cartoonize", help="cartoonize images, folders and videos")
     cartoonize.add_argument("inputs", nargs="+", help="image files, video files or folders")
     cartoonize.add_argument("-o", "--out", required=True,
@@ -67,6 +69,9 @@ def _run(argv: list[str]) -> int:
     cartoonize.add_argument("--device", default="auto")
     cartoonize.add_argument("--max-short-side", type=int, default=720, help="0 keeps the full size")
     cartoonize.add_argument("--bf16", action="store_true", help="run the generator in bfloat16")
+    cartoonize.add_argument("--backend", default="torch", choices=("auto", *BACKENDS),
+                            help="what runs the generator: torch (exact), an int8 runtime (2-3x faster on a CPU, "
+                                 "above 40 dB), or auto: the fastest installed")
     cartoonize.add_argument("--no-temporal", action="store_true",
                             help="videos: cartoonize each frame on its own (default: blend along the optical "
                                  "flow, which removes flicker)")
@@ -109,7 +114,7 @@ def _cartoonize(args) -> int:
     from .inference import Cartoonizer
 
     cartoonizer = Cartoonizer(args.weights, device=args.device, max_short_side=args.max_short_side or None,
-                              dtype=torch.bfloat16 if args.bf16 else torch.float32)
+                              dtype=torch.bfloat16 if args.bf16 else torch.float32, backend=args.backend)
     report = cartoonizer.cartoonize_paths(args.inputs, args.out, temporal=not args.no_temporal, crf=args.crf)
     for path in report.written:
         print(f"wrote {path}")

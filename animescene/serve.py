@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backends import BACKENDS
 from .errors import UsageError
 from .images import IMAGE_SUFFIXES, read_image, to_uint8
 from .inference import Cartoonizer
@@ -76,10 +77,12 @@ class WebDemo:
         models: name -> weights, as :func:`find_models` returns.
         work_dir: where the sessions' cartoons go (each session in a sub-folder, each click in its own).
         device: ``"auto"`` (the GPU when there is one) or a torch device, for every model.
+        backend: what runs the generators (:mod:`animescene.backends`): ``"torch"`` (exact) or
+            ``"auto"``, the fastest one installed (int8 on a CPU: the serve command's default).
     """
 
-    def __init__(self, models: dict[str, object], work_dir, device="auto"):
-        self.models, self.work_dir, self.device = models, Path(work_dir), device
+    def __init__(self, models: dict[str, object], work_dir, device="auto", backend: str = "torch"):
+        self.models, self.work_dir, self.device, self.backend = models, Path(work_dir), device, backend
         self._cartoonizers: dict[str, Cartoonizer] = {}
         self._uploads: dict[str, set[Path]] = {}  # session -> the uploads to delete when it ends
 
@@ -90,7 +93,7 @@ class WebDemo:
             raise UsageError(f"no model {name!r} on this machine (there are: {', '.join(self.models) or 'none'}); "
                              f"{hint}")
         if name not in self._cartoonizers:
-            self._cartoonizers[name] = Cartoonizer(self.models[name], device=self.device)
+            self._cartoonizers[name] = Cartoonizer(self.models[name], device=self.device, backend=self.backend)
         return self._cartoonizers[name]
 
     def cartoonize(self, uploads, name: str, session: str, progress: bool = True) -> Result:
@@ -175,7 +178,7 @@ class WebDemo:
 
 
 def serve(models_dir=None, host: str = "127.0.0.1", port: int = DEFAULT_PORT, device="auto",
-          max_file_mb: int = DEFAULT_MAX_FILE_MB) -> None:
+          max_file_mb: int = DEFAULT_MAX_FILE_MB, backend: str = "auto") -> None:
     """Run the web demo until Ctrl-C (or SIGTERM); prints its URL. Everything it writes is in a temporary
     folder, deleted when it stops."""
     from .runtime import resolve_device
@@ -194,7 +197,7 @@ def serve(models_dir=None, host: str = "127.0.0.1", port: int = DEFAULT_PORT, de
         except ImportError as err:
             raise UsageError("animescene serve needs Gradio: pip install 'animescene[serve]' (make env installs it)") from err
         # the cartoons go inside Gradio's folder, so it serves them as they are instead of keeping copies
-        page = WebDemo(models, Path(work) / "gradio" / "sessions", device).page(note)
+        page = WebDemo(models, Path(work) / "gradio" / "sessions", device, backend).page(note)
         try:
             _, url, _ = page.launch(server_name=host, server_port=port, max_file_size=max_file_mb * 1024 ** 2,
                                     share=False, ssr_mode=False, quiet=True, prevent_thread_lock=True)
@@ -214,8 +217,10 @@ def main(argv=None) -> int:
                         help="the address to listen on; 0.0.0.0 shows the demo to the whole network")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
+                        help="what runs the generator: auto (the fastest installed: int8 on a CPU) or one of them")
     parser.add_argument("--max-file-size", type=int, default=DEFAULT_MAX_FILE_MB, metavar="MB",
                         help="uploads larger than this are refused")
     args = parser.parse_args(argv)
-    serve(args.models, args.host, args.port, args.device, args.max_file_size)
+    serve(args.models, args.host, args.port, args.device, args.max_file_size, args.backend)
     return 0

@@ -149,3 +149,30 @@ def test_int8_onnx_weights_use_7_bits_only_when_asked(small_generator, tmp_path,
     assert weights, "no int8 convolution weights in the file"
     largest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
     assert largest <= 64 if reduce_range else largest == 127
+
+
+@pytest.mark.parametrize("command", ["cartoonize", "serve"])
+def test_the_commands_hand_their_backend_to_the_cartoonizer(command, weights_file, tmp_path, monkeypatch):
+    """`cartoonize --backend` and the web demo reach Cartoonizer's backend; the run itself is the torch one."""
+    import animescene.inference as inference
+    from animescene.cli import main
+    from animescene.images import write_image
+
+    asked = []
+
+    def recording(backend, generator, device):
+        asked.append(backend)
+        return make_runner("torch", generator, device)
+
+    monkeypatch.setattr(inference, "make_runner", recording)
+    write_image(tmp_path / "in" / "photo.png", torch.rand(1, 3, 32, 40) * 2 - 1)
+    if command == "cartoonize":
+        code = main(["cartoonize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--weights", str(weights_file),
+                     "--backend", "onnxruntime-int8"])
+        assert code == 0 and (tmp_path / "out" / "photo.png").is_file()
+    else:
+        from animescene.serve import WebDemo
+
+        demo = WebDemo({"small": weights_file}, tmp_path / "work", device="cpu", backend="openvino-int8")
+        assert demo.cartoonize([tmp_path / "in" / "photo.png"], "small", session="s", progress=False).written
+    assert asked == ["onnxruntime-int8" if command == "cartoonize" else "openvino-int8"]

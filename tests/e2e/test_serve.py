@@ -55,7 +55,7 @@ def server(tmp_path_factory):
     log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "animescene", "serve", "--models", str(home / "models"), "--device", "cpu",
-         "--port", str(free_port()), "--max-file-size", "1"],
+         "--port", str(free_port()), "--max-file-size", "1", "--backend", "torch"],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )
     try:
