@@ -52,7 +52,7 @@ e2e: env browser
 # Refresh the README's pictures (the lesson 07 widget, the web demo: docs/serve.png) from browser runs.
 screenshots: env browser
 	ANIMESCENE_E2E_SCREENSHOTS=$(CURDIR)/docs/lesson07_widget.png $(PY) -m pytest tests/e2e -m e2e -k lesson_07
-	ANIMESCENE_E2E_SCREENSHOTS=1 $(PY) -m pytest tests/e2e/test_serve.py -m e2e
+	ANIMESCENE_E2E_SCREENSHOTS=1 $(PY) -m pytest tests/e2e/test_serve_in_browser.py -m e2e
 
 # Regenerate the student notebooks from the solved ones (tests fail when they drift apart).
 lessons: env

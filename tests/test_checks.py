@@ -1,5 +1,7 @@
 """Every exercise checker accepts the library's own answer and rejects a plausible wrong one."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -582,3 +584,60 @@ def test_adversarial_step_checker_follows_the_trainer(tmp_path, monkeypatch):
     for mine, theirs in zip(nets, (trainer.generator, trainer.disc_surface, trainer.disc_texture)):
         for a, b in zip(mine.parameters(), theirs.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def _tiling_answer(**mistake):
+    """A tiling exercise answer written apart from the checker's reference; ``mistake`` picks a fault."""
+    import torch.nn.functional as F
+
+    context, crop, last, pad = mistake.get("context"), mistake.get("crop", True), mistake.get("last", True), mistake.get("pad", "replicate")
+
+    def tiled(generator, x, tile, margin):
+        ctx = margin if context is None else context
+        height, width = x.shape[-2:]
+        step = tile - 2 * margin
+        out = torch.zeros_like(x)
+        tops = range(0, height, step) if last else range(0, height - step, step)
+        lefts = range(0, width, step) if last else range(0, width - step, step)
+        for top in tops:
+            for left in lefts:
+                y0, x0 = max(top - ctx, 0), max(left - ctx, 0)
+                piece = x[..., y0 : min(top + step + ctx, height), x0 : min(left + step + ctx, width)]
+                h, w = piece.shape[-2:]
+                if pad is not None:
+                    piece = F.pad(piece, (0, -w % 8, 0, -h % 8), mode=pad)
+                result = generator(piece)
+                bottom, right = min(top + step, height), min(left + step, width)
+                dy, dx = (top - y0, left - x0) if crop else (0, 0)
+                out[..., top:bottom, left:right] = result[..., dy : dy + bottom - top, dx : dx + right - left]
+        return out
+
+    return tiled
+
+
+def test_tiling_checker_accepts_a_right_answer_equal_to_the_untiled_output(capsys):
+    checks.check_tiling(_tiling_answer())
+    assert "✓ tiling with margins: correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "mistake, hint",
+    [
+        (dict(context=32), "receptive-field radius (62 px)"),
+        (dict(crop=False), "shifted by the margin"),
+        (dict(last=False), "last row or column of tiles is missing"),
+        (dict(pad=None), "not a multiple of 8"),
+        (dict(pad="constant"), "repeating its edge pixels"),
+    ],
+)
+def test_tiling_checker_names_the_mistake(mistake, hint):
+    with pytest.raises(AssertionError, match=re.escape(hint)):
+        checks.check_tiling(_tiling_answer(**mistake))
+
+
+def test_tiling_checker_names_doubled_content():
+    import torch.nn.functional as F
+
+    right = _tiling_answer()
+    with pytest.raises(AssertionError, match="content appears twice"):
+        checks.check_tiling(lambda g, x, tile, margin: F.pad(right(g, x, tile, margin), (margin,) * 4))

@@ -1,5 +1,5 @@
 """The web demo's work without a browser: which models it offers, what one click writes and shows, what a
-closed tab deletes, and how the command refuses bad options. The page itself: tests/e2e/test_serve.py."""
+closed tab deletes, and how the command refuses bad options. The page itself: tests/e2e/test_serve_in_browser.py."""
 
 import hashlib
 import subprocess
