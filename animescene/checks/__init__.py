@@ -11,7 +11,7 @@ from .texture import check_color_shift, check_sample_color_shift, check_texture_
 from .gans import GENERATOR_PARAMETERS, check_generator, check_lsgan_losses, check_toy_gan
 from .perceptual import check_content_loss, check_structure_loss
 from .training import check_adversarial_step, check_weighted_loss
-from .inference import check_speedups
+from .inference import check_speedups, check_tiling
 from .evaluation import check_frechet_distance
 from .video import check_occlusion_mask
 
@@ -33,6 +33,7 @@ __all__ = [
     "check_speedups",
     "check_structure_loss",
     "check_texture_batch",
+    "check_tiling",
     "check_toy_gan",
     "check_weighted_loss",
 ]
