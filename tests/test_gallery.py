@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from animescene.data import example_photos
 from animescene.images import to_uint8
@@ -69,9 +69,10 @@ def test_large_photo_figures_are_stored_as_a_close_palette_png(tmp_path):
     path = gallery._save(figure(), tmp_path / "photo.png")
     with Image.open(path) as saved, Image.open(reference) as full:
         assert saved.mode == "P"
-        diff = np.abs(np.asarray(saved.convert("RGB"), float) - np.asarray(full.convert("RGB"), float))
+        # dithering trades per-pixel error for right local means: compare 5x5 box averages
+        local = [np.asarray(im.convert("RGB").filter(ImageFilter.BoxBlur(2)), float) for im in (saved, full)]
     assert path.stat().st_size <= gallery.MAX_BYTES
-    assert diff.mean() < 3.0, diff.mean()
+    assert np.abs(local[0] - local[1]).mean() < 1.5, np.abs(local[0] - local[1]).mean()
 
 
 def test_small_figures_keep_full_colour(tmp_path):
