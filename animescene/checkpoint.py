@@ -23,7 +23,6 @@ want to look at them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -36,6 +35,7 @@ import torch
 
 from . import distributed
 from .errors import UsageError
+from .transfers import file_sha256
 
 MODEL_KEYS = ("config", "generator_config", "generator", "disc_surface", "disc_texture")  # and the step
 OPTIMIZER_KEYS = ("g_opt", "d_opt", "scaler")
@@ -116,7 +116,7 @@ def write(root, state: dict, *, rank: int = 0, keep: int = 3) -> Path | None:
         _save({k: state.pop(k) for k in MODEL_KEYS} | {"step": step}, partial / "models.pt")
         _save({k: state.pop(k) for k in OPTIMIZER_KEYS}, partial / "optimizers.pt")
         _save(state, partial / "state.pt")
-        files = {p.name: _sha256(p) for p in sorted(partial.iterdir())}
+        files = {p.name: file_sha256(p) for p in sorted(partial.iterdir())}
         manifest = {"step": step, "world_size": state["world_size"], "sha256": files}
         _write_text(partial / MANIFEST, json.dumps(manifest, indent=2))
         _fsync_dir(partial)
@@ -237,7 +237,7 @@ def _verify(folder: Path) -> None:
         file = folder / name
         if not file.is_file():
             raise DamagedCheckpoint(f"{file}: missing (an incomplete checkpoint)")
-        if _sha256(file) != digest:
+        if file_sha256(file) != digest:
             raise DamagedCheckpoint(f"{file}: {file.stat().st_size} bytes that do not match the sha256 in "
                                     f"{MANIFEST} (truncated or overwritten)")
 
@@ -280,10 +280,3 @@ def _fsync_dir(folder: Path) -> None:
     finally:
         os.close(fd)
 
-
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
