@@ -113,8 +113,9 @@ def write(root, state: dict, *, rank: int = 0, keep: int = 3) -> Path | None:
     distributed.barrier()
     if rank == 0:
         _write_text(partial / "config.json", json.dumps(state["config"], indent=2))
-        _save({k: state.pop(k) for k in MODEL_KEYS} | {"step": step}, partial / "models.pt")
-        _save({k: state.pop(k) for k in OPTIMIZER_KEYS}, partial / "optimizers.pt")
+        # a run without discriminators (animescene.distill) saves what it has
+        _save({k: state.pop(k) for k in MODEL_KEYS if k in state} | {"step": step}, partial / "models.pt")
+        _save({k: state.pop(k) for k in OPTIMIZER_KEYS if k in state}, partial / "optimizers.pt")
         _save(state, partial / "state.pt")
         files = {p.name: file_sha256(p) for p in sorted(partial.iterdir())}
         manifest = {"step": step, "world_size": state["world_size"], "sha256": files}

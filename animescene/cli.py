@@ -27,7 +27,8 @@ from .errors import UsageError
 # sub-commands with parsers of their own: everything after the name is theirs
 DELEGATED = {
     "bench": "animescene.bench", "evaluate": "animescene.evaluate", "download": "animescene.downloads",
-    "serve": "animescene.serve",
+    "serve": "animescene.serve", "finetune": "animescene.studio:finetune_main",
+    "distill": "animescene.studio:distill_main",
 }
 
 
@@ -54,7 +55,8 @@ def _run(argv: list[str]) -> int:
     if argv[:1] and argv[0] in DELEGATED:
         import importlib
 
-        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
+        module, _, function = DELEGATED[argv[0]].partition(":")
+        return getattr(importlib.import_module(module), function or "main")(argv[1:])
     parser = argparse.ArgumentParser(prog="animescene", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -103,6 +105,8 @@ def _run(argv: list[str]) -> int:
     commands.add_parser("evaluate", help="distances of cartoonized photos to cartoons and photos")
     commands.add_parser("download", help="fetch datasets and pretrained weights into the cache (--list)")
     commands.add_parser("serve", help="a web demo on 127.0.0.1: upload photos or a video, compare, download")
+    commands.add_parser("finetune", help="a new style: fine-tune the official weights on your frames (CPU: < 1 h)")
+    commands.add_parser("distill", help="a small, fast generator that copies a teacher (CPU: < 1 h)")
 
     args = parser.parse_args(argv)
     return args.run(args)

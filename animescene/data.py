@@ -74,6 +74,47 @@ def centre_square(image: torch.Tensor, size: int) -> torch.Tensor:
     return image[..., top : top + size, left : left + size]
 
 
+def split_by_film_and_time(paths, held_out: float = 0.2, gap: int = 60) -> tuple[list[Path], list[Path]]:
+    """Split film frames into ``(train, held_out)`` by film and time, never by random frame.
+
+    Frames of one film look alike for seconds at a time, so a random split puts near-copies of the test
+    frames in the training set and measures memory, not style. Here a frame named ``FILM_NNNNN.ext``
+    belongs to film ``FILM`` at frame number ``NNNNN``; within each film the last ``held_out`` share of
+    its frames (in time, at least one when the film has two or more) are held out, and training frames
+    closer than ``gap`` frame numbers to the first held-out one are dropped, so that no shot is on both
+    sides. A file without a trailing number is its own film (always trained on).
+
+    Args:
+        paths: image files.
+        held_out: share of each film's frames to hold out, in ``[0, 1)``.
+        gap: frame numbers left out between the two parts of a film.
+
+    Example:
+        >>> names = [Path(f"totoro_{n:05d}.jpg") for n in (10, 200, 400, 600, 800)]
+        >>> train, test = split_by_film_and_time(names, held_out=0.2, gap=100)
+        >>> [p.stem for p in train], [p.stem for p in test]
+        (['totoro_00010', 'totoro_00200', 'totoro_00400'], ['totoro_00800'])
+    """
+    if not 0.0 <= float(held_out) < 1.0:
+        raise UsageError(f"held_out must lie in [0, 1) (a share of each film's frames), got {held_out}")
+    films: dict[str, list[tuple[int, Path]]] = {}
+    for path in map(Path, paths):
+        film, _, number = path.stem.rpartition("_")
+        key, frame = (film, int(number)) if film and number.isdigit() else (path.stem, 0)
+        films.setdefault(key, []).append((frame, path))
+    train, test = [], []
+    for frames in films.values():
+        frames.sort()
+        count = max(1, round(len(frames) * held_out)) if held_out and len(frames) > 1 else 0
+        if not count:
+            train += [p for _, p in frames]
+            continue
+        first = frames[-count][0]
+        test += [p for _, p in frames[-count:]]
+        train += [p for n, p in frames[:-count] if n < first - gap]
+    return sorted(train), sorted(test)
+
+
 class UnpairedImages(Dataset):
     """Random crops of unpaired photos and cartoons, reproducible from ``(seed, index)``.
 
@@ -86,6 +127,8 @@ class UnpairedImages(Dataset):
             face images per domain, about 1/3).
         seed: a non-negative integer; with ``index`` it fixes every random choice.
         flip: flip each crop horizontally with probability 1/2.
+        hold_out: share of each film's last frames kept out of the cartoons
+            (:func:`split_by_film_and_time`), to measure the style on frames the model never saw.
 
     ``dataset[index]`` is ``(photo, cartoon)``, each a ``(3, size, size)`` float32 RGB tensor in
     ``[-1, 1]``. ``len(dataset)`` is one epoch: the larger of the photo and cartoon pools.
@@ -110,6 +153,7 @@ class UnpairedImages(Dataset):
         face_ratio: float = 0.0,
         seed: int = 0,
         flip: bool = True,
+        hold_out: float = 0.0,
     ):
         if int(size) < 1:
             raise ValueError(f"size must be a positive number of pixels, got {size}")
@@ -123,6 +167,10 @@ class UnpairedImages(Dataset):
         if face_ratio > 0:
             pools += [(face_photo_dirs, "face photo"), (face_cartoon_dirs, "face cartoon")]
         self._pools = [_scan(dirs, what, self.skipped) for dirs, what in pools]
+        if hold_out:
+            self._pools[_CARTOON] = split_by_film_and_time(self.cartoons, hold_out)[0]
+            if not self.cartoons:
+                raise UsageError(f"hold_out={hold_out} leaves no cartoon to train on; lower it or add frames")
         self._broken: set[Path] = set()
         self._permutations: dict[tuple[int, int], np.ndarray] = {}
 

@@ -25,6 +25,7 @@ other bare state dict is refused: its padding cannot be known.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -35,7 +36,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from .downloads import WHITEBOX_WEIGHTS
 from .errors import UsageError
 from .images import atomic_output, check_batch
-from .weights import Weights, WeightsEnum, is_state_dict, quote_error
+from .runtime import cache_dir
+from .weights import MissingWeightsError, Weights, WeightsEnum, is_state_dict, quote_error
 
 SIZE_MULTIPLE = 8
 
@@ -255,6 +257,62 @@ class GeneratorWeights(WeightsEnum):
                       "animescene.filters.post_process to the output (guided filter r=1, eps=5e-3, clip)",
         config={"channels": 32, "num_blocks": 4, "tf_mode": True, "bounded": False},
     )
+
+
+    @classmethod
+    def resolve(cls, spec) -> GeneratorWeights | Path:
+        """:meth:`WeightsEnum.resolve`, and also the name of a generator made here: ``animescene finetune
+        --name NAME`` and ``animescene distill --name NAME`` save ``made_generators_dir() / "NAME.pt"``."""
+        try:
+            return super().resolve(spec)
+        except MissingWeightsError as err:
+            made = made_generator_path(spec) if isinstance(spec, str) else None
+            if made is not None and made.is_file():
+                return made
+            names = sorted(p.stem for p in made_generators_dir().glob("*.pt"))
+            mine = f"; generators made here: {', '.join(names)}" if names else ""
+            raise MissingWeightsError(f"{err}{mine}") from None
+
+
+def made_generators_dir() -> Path:
+    """Where the generators made on this machine are saved by name: ``cache_dir() / "generators"``."""
+    return cache_dir() / "generators"
+
+
+def made_generator_path(name: str) -> Path | None:
+    """``made_generators_dir() / "NAME.pt"`` for a plain name (letters, digits, ``-``, ``_``, ``.``), else None."""
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        return None
+    return made_generators_dir() / f"{name}.pt"
+
+
+def conv_macs(model: nn.Module, height: int, width: int) -> int:
+    """Multiply-adds of ``model``'s convolutions on one ``(1, 3, height, width)`` image.
+
+    Counted from the shapes each ``nn.Conv2d`` really sees (forward hooks on a meta-device copy, so no
+    arithmetic is done): ``out_elements * in_channels / groups * kh * kw``. Resizes, activations and
+    additions are left out; they are a rounding error next to the convolutions.
+
+    Example:
+        >>> conv_macs(nn.Conv2d(3, 8, 3, padding=1), 4, 4)  # 8 * 16 outputs, 27 multiply-adds each
+        3456
+    """
+    total = 0
+
+    def count(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += output.numel() * module.in_channels // module.groups * kh * kw
+
+    shadow = copy.deepcopy(model).to("meta")
+    hooks = [m.register_forward_hook(count) for m in shadow.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            shadow(torch.zeros(1, 3, height, width, device="meta"))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
 
 
 def save_generator(generator: UNetGenerator, path, *, licence: str, source: str) -> Path:

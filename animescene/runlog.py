@@ -74,20 +74,24 @@ class RunLog:
             self._writer = None
 
 
-def sample_grid(generator: torch.nn.Module, photos: torch.Tensor) -> torch.Tensor:
-    """Photos (top row) over their cartoons (bottom row, after :func:`animescene.filters.post_process`).
+def sample_grid(generator: torch.nn.Module, photos: torch.Tensor, *others: torch.nn.Module) -> torch.Tensor:
+    """Photos (top row) over their cartoons (a row per generator, after :func:`animescene.filters.post_process`).
 
     Args:
         generator: the generator, in any mode (it is put back in the mode it was in).
         photos: ``(N, 3, H, W)`` in [-1, 1], on the generator's device.
+        others: more generators, a row each below (a teacher above its student, say).
 
     Returns:
-        ``(3, 2H + 6, N(W + 2) + 2)`` float CPU tensor in [-1, 1] (2-pixel white padding).
+        ``(3, (1 + G)(H + 2) + 2, N(W + 2) + 2)`` float CPU tensor in [-1, 1] for ``G`` generators
+        (2-pixel white padding).
     """
     from torchvision.utils import make_grid
 
-    was_training = generator.training
-    with torch.no_grad():
-        cartoons = post_process(photos, generator.eval()(photos))
-    generator.train(was_training)
-    return make_grid(torch.cat([photos, cartoons]).float().cpu(), nrow=len(photos), padding=2, pad_value=1.0)
+    rows = [photos]
+    for model in (generator, *others):
+        was_training = model.training
+        with torch.no_grad():
+            rows.append(post_process(photos, model.eval()(photos)))
+        model.train(was_training)
+    return make_grid(torch.cat(rows).float().cpu(), nrow=len(photos), padding=2, pad_value=1.0)

@@ -338,16 +338,33 @@ def _dataset(config: TrainConfig) -> UnpairedImages:
         if not getattr(config, name):
             raise UsageError(f"no {name} given: pass {flag} DIR on the command line or set {name} in the config")
     return UnpairedImages(config.photo_dirs, config.cartoon_dirs, config.size, face_photo_dirs=config.face_photo_dirs,
-                          face_cartoon_dirs=config.face_cartoon_dirs, face_ratio=config.face_ratio, seed=config.seed)
+                          face_cartoon_dirs=config.face_cartoon_dirs, face_ratio=config.face_ratio, seed=config.seed,
+                          hold_out=config.hold_out)
 
 
 def _models(config: TrainConfig, device: torch.device, channels_last: bool):
     """The generator and the surface and texture discriminators, seeded alike on every rank."""
     torch.manual_seed(config.seed)
-    models = (UNetGenerator(config.channels, config.num_blocks, tf_mode=config.tf_mode, bounded=config.bounded),
-              PatchDiscriminator(3), PatchDiscriminator(1))
+    models = (_generator(config), PatchDiscriminator(3), PatchDiscriminator(1))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return tuple(model.to(device, memory_format=memory_format) for model in models)
+
+
+def _generator(config: TrainConfig) -> UNetGenerator:
+    """A fresh generator, or ``config.init_weights`` (fine-tuning) with ``config.freeze``'s parts frozen."""
+    wanted = {"channels": config.channels, "num_blocks": config.num_blocks, "tf_mode": config.tf_mode,
+              "bounded": config.bounded}
+    if config.init_weights is None:
+        generator = UNetGenerator(**wanted)
+    else:
+        generator = UNetGenerator.from_weights(config.init_weights).train()
+        if generator.config() != wanted:
+            raise UsageError(f"init_weights {config.init_weights!r} are a UNetGenerator({generator.config()}) but "
+                             f"the config asks for {wanted}; set these fields to the weights' values "
+                             "(animescene finetune does)")
+    for name in config.freeze:
+        getattr(generator, name).requires_grad_(False)
+    return generator
 
 
 def _rank_color_weights(batches: int, per_rank: int, rank: int, world_size: int, rng) -> torch.Tensor:
@@ -372,7 +389,7 @@ def _diverged(trainer: Trainer, what: str) -> TrainingDiverged:
 
 
 def _adam(config: TrainConfig, *models) -> torch.optim.Adam:
-    params = [p for m in models for p in m.parameters()]
+    params = [p for m in models for p in m.parameters() if p.requires_grad]  # frozen parts stay out
     return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.adam_betas))
 
 

@@ -21,6 +21,7 @@ import torch
 
 from .errors import UsageError
 from .losses import Betas
+from .models import UNetGenerator
 from .segmentation import METHODS, STRUCTURE_DEFAULTS
 from .vgg import layer_names
 
@@ -28,7 +29,7 @@ AMP_CHOICES = ("auto", "bf16", "fp16", "none")
 VGG_ARCHS = ("vgg16", "vgg19")
 # The model and data-shape fields: a checkpoint's weights, optimizer state and pending structure target
 # only fit the values they were trained with, so a resumed run may not change them.
-SHAPE_FIELDS = ("size", "batch_size", "channels", "num_blocks", "bounded", "tf_mode")
+SHAPE_FIELDS = ("size", "batch_size", "channels", "num_blocks", "bounded", "tf_mode", "freeze")
 
 
 @dataclass
@@ -45,6 +46,7 @@ class TrainConfig:
     face_photo_dirs: list[str] = field(default_factory=list)
     face_cartoon_dirs: list[str] = field(default_factory=list)
     face_ratio: float = 0.0  # share of face items; White-box trains one batch in five (0.2) on faces
+    hold_out: float = 0.0  # share of each film's last frames kept out of training (data.split_by_film_and_time)
     size: int = 256  # a multiple of 8 (the generator halves the image three times)
     batch_size: int = 16  # per process
     num_workers: int = 2  # data-loading processes
@@ -67,6 +69,8 @@ class TrainConfig:
     num_blocks: int = 4
     bounded: bool = True
     tf_mode: bool = False  # TensorFlow padding/resize, to fine-tune the official weights
+    init_weights: str | None = None  # start from these generator weights (a name or file), e.g. "official"
+    freeze: list[str] = field(default_factory=list)  # generator parts left as they are, e.g. ["head", "down1"]
     # run
     device: str = "auto"
     amp: str = "auto"  # "auto" (bf16 on a GPU that has it), "bf16", "fp16", "none"
@@ -83,6 +87,7 @@ class TrainConfig:
         for name in ("photo_dirs", "cartoon_dirs", "face_photo_dirs", "face_cartoon_dirs"):
             setattr(self, name, _folders(name, getattr(self, name)))
         self.face_ratio = _number("face_ratio", self.face_ratio, low=0.0, high=1.0)
+        self.hold_out = _number("hold_out", self.hold_out, low=0.0, high=0.95)
         _whole("size", self.size, low=8)
         if self.size % 8:
             raise UsageError(f"size must be a multiple of 8 (the generator halves the image three times), "
@@ -98,7 +103,8 @@ class TrainConfig:
         self.betas = _betas(self.betas)
         _choice("structure_method", self.structure_method, METHODS)
         _choice("amp", self.amp, AMP_CHOICES)
-        for name in ("vgg_layer", "vgg_weights"):
+        self.freeze = _generator_parts(self.freeze)
+        for name in ("vgg_layer", "vgg_weights", "init_weights"):
             _text(name, getattr(self, name), optional=True)
         _choice("vgg_arch", self.vgg_arch, VGG_ARCHS)
         if self.vgg_layer is not None and self.vgg_layer not in layer_names(self.vgg_arch):
@@ -209,6 +215,16 @@ def _folders(name: str, value) -> list[str]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, Path)) for v in value):
         raise UsageError(f"{name} must be a list of folder paths, got {value!r}")
     return [str(v) for v in value]
+
+
+def _generator_parts(value) -> list[str]:
+    parts = [name for name, _ in UNetGenerator(channels=1, num_blocks=0).named_children()]
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise UsageError(f"freeze must be a list of generator parts ({', '.join(parts)}), got {value!r}")
+    unknown = [v for v in value if v not in parts]
+    if unknown:
+        raise UsageError(f"freeze names {unknown}, which are not parts of the generator; use some of {', '.join(parts)}")
+    return list(value)
 
 
 def _adam_betas(value) -> tuple[float, float]:

@@ -18,10 +18,10 @@ LAYERS = {
     "fetching": (1, {"registry", "downloads", "weights"}),
     "method": (2, {"filters", "segmentation", "representations", "models", "vgg", "edges", "losses"}),
     "data": (3, {"data", "demo_set"}),
-    "training": (4, {"train_config", "train", "checkpoint", "runlog", "distributed"}),
+    "training": (4, {"train_config", "train", "checkpoint", "runlog", "distributed", "finetune", "distill"}),
     "inference": (4, {"inference", "video", "temporal", "export", "backends"}),
-    "evaluation": (5, {"features", "metrics", "evaluate"}),
-    "front ends": (6, {"cli", "__main__", "bench", "app", "checks", "serve"}),
+    "evaluation": (5, {"features", "metrics", "evaluate", "distances"}),
+    "front ends": (6, {"cli", "__main__", "bench", "app", "checks", "serve", "studio"}),
 }
 LAYER_OF = {module: name for name, (_, modules) in LAYERS.items() for module in modules}
 

@@ -1,0 +1,133 @@
+"""Distillation: multiply-adds by hand, the teacher cache, exact resume, learning, and the command."""
+
+import json
+
+import pytest
+import torch
+
+from animescene.distill import DistillConfig, Distiller, TeacherCache
+from animescene.errors import UsageError
+from animescene.models import UNetGenerator, conv_macs, save_generator
+
+
+def _unet_macs_by_hand(c: int, blocks: int, h: int, w: int) -> int:
+    """The generator's convolutions, listed from its docstring: (in, out, kernel, resolution divisor)."""
+    convs = [(3, c, 7, 1), (c, c, 3, 2), (c, 2 * c, 3, 2), (2 * c, 2 * c, 3, 4), (2 * c, 4 * c, 3, 4)]
+    convs += [(4 * c, 4 * c, 3, 4)] * (2 * blocks)
+    convs += [(4 * c, 2 * c, 3, 4), (2 * c, 2 * c, 3, 2), (2 * c, c, 3, 2), (c, c, 3, 1), (c, 3, 7, 1)]
+    return sum(cin * cout * k * k * (h // d) * (w // d) for cin, cout, k, d in convs)
+
+
+@pytest.mark.parametrize("channels, blocks", [(32, 4), (16, 3), (8, 1)])
+def test_conv_macs_match_the_hand_count(channels, blocks):
+    model = UNetGenerator(channels, blocks)
+    assert conv_macs(model, 64, 96) == _unet_macs_by_hand(channels, blocks, 64, 96)
+
+
+def test_default_student_is_at_most_a_quarter_of_the_teacher_at_720p():
+    teacher = UNetGenerator(tf_mode=True, bounded=False)
+    student = DistillConfig().student()
+    # TF mode pads stride-2 convs by hand; the count is the same as PyTorch's padding
+    assert conv_macs(teacher, 720, 1280) == _unet_macs_by_hand(32, 4, 720, 1280)
+    assert conv_macs(student, 720, 1280) <= conv_macs(teacher, 720, 1280) / 4
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from animescene.demo_set import make_demo_set
+
+    out = tmp_path_factory.mktemp("demo")
+    make_demo_set(out, short_side=48, use_shared=False)
+    return out / "photos"
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory):
+    torch.manual_seed(2)
+    teacher = UNetGenerator(channels=8, num_blocks=1, tf_mode=True, bounded=False)
+    with torch.no_grad():
+        teacher.tail.weight.mul_(30)  # outputs of order 1, like a trained generator's, not near 0
+    return save_generator(teacher, tmp_path_factory.mktemp("teacher") / "teacher.pt", licence="test", source="test")
+
+
+def _config(photos, teacher_file, out, **extra):
+    values = dict(photo_dirs=[str(photos)], teacher=str(teacher_file), channels=4, num_blocks=1, size=16,
+                  cache_size=32, batch_size=2, steps=4, perceptual_every=2, vgg_weights=None, device="cpu",
+                  out_dir=str(out), log_every=1, sample_every=2, checkpoint_every=2)
+    return DistillConfig(**{**values, **extra})
+
+
+def test_teacher_cache_holds_the_teachers_outputs_and_is_rebuilt_for_other_weights(photos, teacher_file, tmp_path):
+    distiller = Distiller(_config(photos, teacher_file, tmp_path))
+    cache = distiller.cache
+    with torch.no_grad():
+        expected = distiller.teacher(cache.photos[0].float()[None])[0]
+    assert torch.allclose(cache.outputs[0].float(), expected, atol=2e-3)  # float16 storage
+    assert all(p.shape[-2] % 8 == 0 and p.shape[-1] % 8 == 0 and min(p.shape[-2:]) == 32 for p in cache.photos)
+    # the same batch for the same (seed, step), another for another step
+    a, b, c = cache.batch(0, 5, 2, 16), cache.batch(0, 5, 2, 16), cache.batch(0, 6, 2, 16)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
+    # another teacher in the same run folder: rebuilt, not reused
+    other = UNetGenerator(channels=8, num_blocks=1, tf_mode=True, bounded=False)
+    rebuilt = TeacherCache.build(other, sorted(photos.iterdir()), 32, tmp_path / "teacher_cache.pt",
+                                 torch.device("cpu"))
+    with torch.no_grad():
+        assert torch.allclose(rebuilt.outputs[0].float(), other(rebuilt.photos[0].float()[None])[0], atol=2e-3)
+
+
+def test_killed_and_resumed_distillation_is_bit_identical(photos, teacher_file, tmp_path):
+    straight = Distiller(_config(photos, teacher_file, tmp_path / "straight"))
+    straight.fit()
+    interrupted = Distiller(_config(photos, teacher_file, tmp_path / "interrupted"))
+    interrupted.fit(max_steps=2)
+    del interrupted
+    resumed = Distiller.resume(tmp_path / "interrupted")
+    assert resumed.step == 2
+    resumed.fit()
+    for name, tensor in straight.generator.state_dict().items():
+        assert torch.equal(tensor, resumed.generator.state_dict()[name]), name
+    assert (tmp_path / "interrupted" / "samples" / "step_0000004.png").is_file()
+    with pytest.raises(UsageError, match="cannot change channels"):
+        Distiller.resume(tmp_path / "interrupted", channels=8)
+
+
+def test_the_student_learns_the_teacher(photos, teacher_file, tmp_path):
+    distiller = Distiller(_config(photos, teacher_file, tmp_path, steps=100, lr=1e-2, perceptual=0.0, channels=8,
+                                  sample_every=0, checkpoint_every=0, log_every=0))
+    photo, target = distiller.cache.batch(seed=99, step=0, batch_size=8, size=16)  # not a training batch
+
+    def l1() -> float:
+        with torch.no_grad():
+            return float((distiller.generator(photo) - target).abs().mean())
+
+    before = l1()
+    distiller.fit()
+    after = l1()
+    assert after < 0.85 * before, (before, after)  # an untrained student stays where it started
+
+
+def test_config_is_checked():
+    with pytest.raises(UsageError, match="size must be a multiple of 8"):
+        DistillConfig(size=20)
+    with pytest.raises(UsageError, match="no larger than cache_size"):
+        DistillConfig(size=512, cache_size=256)
+
+
+def test_distill_command_saves_a_generator_that_cartoonize_loads_by_name(photos, teacher_file, tmp_path, monkeypatch):
+    from animescene.cli import main
+    from animescene.inference import Cartoonizer
+
+    monkeypatch.setenv("ANIMESCENE_HOME", str(tmp_path / "home"))
+    run = tmp_path / "run"
+    argv = ["distill", "--photos", str(photos), "--teacher", str(teacher_file), "--out", str(run), "--steps", "2",
+            "--channels", "4", "--num-blocks", "1", "--size", "16", "--batch-size", "2", "--device", "cpu",
+            "--name", "fast", "--eval-photos", str(photos)]
+    assert main([*argv, "--max-steps", "1"]) == 0 and not (run / "generator.pt").exists()
+    assert main(["distill", "--resume", str(run)]) == 0
+    report = json.loads((run / "student_report.json").read_text())
+    assert report["student"]["parameters"] == sum(p.numel() for p in UNetGenerator(4, 1).parameters())
+    assert report["macs_ratio"] == pytest.approx(_unet_macs_by_hand(4, 1, 720, 1280) /
+                                                 _unet_macs_by_hand(8, 1, 720, 1280))
+    cartoonizer = Cartoonizer("fast", device="cpu")
+    out = cartoonizer(torch.zeros(1, 3, 40, 48))
+    assert out.shape == (1, 3, 40, 48)
