@@ -8,6 +8,11 @@ ONNX Runtime, OpenVINO, TensorRT and browsers (onnxruntime-web) can run it.
 :func:`export_int8_onnx` writes the bare generator quantized to int8 for ONNX Runtime on CPUs; the
 guided filter then runs in float32 beside it (the ``onnxruntime-int8`` backend of
 :mod:`animescene.backends`).
+
+The generator's TF1 upsampling (:func:`animescene.models.upsample2x_tf1`, written with slices and
+``stack``) is exported as one ONNX ``Resize`` (linear, ``asymmetric`` coordinates), the same
+function: runtimes have fast kernels for it, also in int8, where OpenVINO ran the ``stack`` with a
+slow reference kernel that took a third of the int8 frame (docs/benchmarks.md, issue 20).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import copy
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .backends import vnni
 from .filters import post_process
@@ -33,17 +39,65 @@ class CartoonizeGraph(torch.nn.Module):
         return post_process(x, self.generator(x))
 
 
+def upsample2x_pooled(x: torch.Tensor) -> torch.Tensor:
+    """TF1 ``resize_bilinear`` to twice the size, as nearest x2, edge padding by one, then a 2 x 2 mean.
+
+    Equal to :func:`animescene.models.upsample2x_tf1`: output pixel ``2i`` averages four copies of
+    input pixel ``i``, pixel ``2i+1`` two copies of ``i`` and two of ``i+1`` (the edge repeats at the
+    end). These three ops export to ONNX ``Resize``, ``Pad`` and ``AveragePool``, which
+    :func:`fuse_linear_resize` turns into one linear ``Resize``.
+
+    Shape: ``(B, C, H, W) -> (B, C, 2H, 2W)``.
+    """
+    nearest = F.interpolate(x, scale_factor=2.0, mode="nearest")
+    return F.avg_pool2d(F.pad(nearest, (0, 1, 0, 1), mode="replicate"), 2, stride=1)
+
+
+def fuse_linear_resize(path) -> int:
+    """Rewrite the ONNX file at ``path``: each nearest ``Resize`` -> edge ``Pad`` -> 2 x 2 stride-1
+    ``AveragePool`` chain (:func:`upsample2x_pooled`) becomes one ``Resize`` in linear mode with
+    ``asymmetric`` coordinates, which is TF1's bilinear resize. Returns how many were fused."""
+    import onnx
+
+    model = onnx.load(str(path))
+    producer = {name: node for node in model.graph.node for name in node.output}
+    attributes = lambda node: {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}  # noqa: E731
+    fused = []
+    for pool in [node for node in model.graph.node if node.op_type == "AveragePool"]:
+        pad = producer.get(pool.input[0])
+        resize = producer.get(pad.input[0]) if pad is not None and pad.op_type == "Pad" else None
+        if (resize is None or resize.op_type != "Resize" or attributes(pad).get("mode") != b"edge"
+                or attributes(resize).get("mode") != b"nearest"
+                or attributes(resize).get("coordinate_transformation_mode") != b"asymmetric"
+                or attributes(pool).get("kernel_shape") != [2, 2] or attributes(pool).get("strides") != [1, 1]):
+            continue
+        next(a for a in resize.attribute if a.name == "mode").s = b"linear"
+        resize.output[0] = pool.output[0]
+        fused += [pad, pool]
+    for node in fused:
+        model.graph.node.remove(node)
+    used = {name for node in model.graph.node for name in node.input}
+    for initializer in [i for i in model.graph.initializer if i.name not in used]:
+        model.graph.initializer.remove(initializer)  # the Pad's amounts
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return len(fused) // 2
+
+
 def export_onnx(generator: UNetGenerator, path, *, example_size: tuple[int, int] = (256, 256), opset: int = 18,
                 post_process: bool = True) -> Path:
     """Write ``generator`` + post-process to ``path`` (ONNX) with dynamic batch, height and width.
 
     ``post_process=False`` exports the bare generator (for runtimes that would run the guided filter in
     reduced precision: keep that part in float32). Uses PyTorch's ``torch.export``-based exporter
-    (needs ``onnxscript``). Returns the path.
+    (needs ``onnxscript``). A ``tf_mode`` generator's upsampling goes out as one linear ``Resize``
+    (:func:`upsample2x_pooled`, :func:`fuse_linear_resize`). Returns the path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     generator = copy.deepcopy(generator).eval().cpu().float()  # the caller's module stays where it is
+    if generator.tf_mode:
+        generator._upsample = upsample2x_pooled  # the same function, in ops that export well
     graph = CartoonizeGraph(generator).eval() if post_process else generator
     example = torch.zeros(2, 3, *example_size)  # not 1: export specializes size-1 dimensions
     height, width = torch.export.Dim("height8", min=2, max=1024), torch.export.Dim("width8", min=2, max=1024)
@@ -51,6 +105,8 @@ def export_onnx(generator: UNetGenerator, path, *, example_size: tuple[int, int]
     with torch.no_grad():
         torch.onnx.export(graph, (example,), path, input_names=["input"], output_names=["output"],
                           dynamic_shapes=dynamic, opset_version=opset, dynamo=True, external_data=False)
+    if generator.tf_mode:
+        fuse_linear_resize(path)
     return path
 
 

@@ -83,14 +83,18 @@ def test_generator_key_follows_the_weights_not_the_object(small_generator):
     assert generator_key(twin) != generator_key(small_generator)
 
 
-def test_auto_takes_the_first_installed_int8_runtime_on_a_cpu_and_torch_on_a_gpu(monkeypatch):
+@pytest.mark.parametrize(("has_vnni", "order"), [(True, ("openvino-int8", "onnxruntime-int8")),
+                                                  (False, ("onnxruntime-int8", "openvino-int8"))])
+def test_auto_takes_the_first_installed_int8_runtime_for_the_cpu_and_torch_on_a_gpu(monkeypatch, has_vnni, order):
+    """OpenVINO int8 first on VNNI CPUs, ONNX Runtime int8 first on AVX2 ones (the measured order)."""
     installed = {"torch"}
     monkeypatch.setattr(backends, "is_installed", lambda name: name in installed)
+    monkeypatch.setattr(backends, "vnni", lambda: has_vnni)
     assert auto_backend(CPU) == "torch"
-    installed.add("openvino-int8")
-    assert auto_backend(CPU) == "openvino-int8"
-    installed.add("onnxruntime-int8")
-    assert auto_backend(CPU) == "onnxruntime-int8"
+    installed.add(order[1])
+    assert auto_backend(CPU) == order[1]
+    installed.add(order[0])
+    assert auto_backend(CPU) == order[0]
     assert auto_backend(torch.device("cuda")) == "torch"
 
 
