@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # no sandbox (root in CI), and nothing that reaches for the network: this machine has none
@@ -36,3 +37,17 @@ def stop(process: subprocess.Popen) -> None:
             process.kill()
 
 
+
+
+def save_picture(screenshot: Path, destination: Path, max_bytes: int = 400_000) -> Path:
+    """Copy a screenshot to a picture of the docs (``make screenshots``): an optimised PNG, stored with a
+    dithered 256-colour palette when it would be larger than ``max_bytes`` (photos do not compress)."""
+    from PIL import Image
+
+    with Image.open(screenshot) as image:
+        image = image.convert("RGB")
+    image.save(destination, optimize=True)
+    if destination.stat().st_size > max_bytes:
+        palette = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+        image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(destination, optimize=True)
+    return destination

@@ -9,13 +9,16 @@ session's files are gone, then stops the server and checks that it left nothing 
 The page's screenshot goes to the test's temporary folder (and to docs/serve.png when
 ``ANIMESCENE_E2E_SCREENSHOTS`` is set, as ``make screenshots`` does).
 
+``ANIMESCENE_E2E_FULL=1`` (``make screenshots`` sets it for the README's picture) keeps the user's weights
+cache, so the page offers the official weights first when they are downloaded, and uploads a Kodak
+photo from the course's data folder instead of the synthetic picture (it skips without that folder).
+
 Same needs and skips as tests/e2e/test_jupyterlab.py: Chromium and the ``playwright`` package.
 """
 
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chromium import CHROMIUM, NO_CHROMIUM, free_port, stop
+from chromium import CHROMIUM, NO_CHROMIUM, free_port, save_picture, stop
 import torch
 from PIL import Image
 
@@ -31,6 +34,9 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_MS = 180_000
+# full mode, for a screenshot of real pictures: the downloaded weights and a real photo
+FULL = os.environ.get("ANIMESCENE_E2E_FULL", "") not in ("", "0")
+FULL_PHOTO = "kodim21.png"  # a lighthouse: large flat regions and clear outlines
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytest.importorskip("gradio", reason="gradio is not installed (pip install 'animescene[serve]')")
@@ -40,6 +46,8 @@ if CHROMIUM is None:
 from animescene.images import read_image, to_uint8  # noqa: E402
 from animescene.inference import Cartoonizer  # noqa: E402
 from animescene.models import UNetGenerator, save_generator  # noqa: E402
+from animescene.runtime import shared_data_dir  # noqa: E402
+from animescene.weights import MissingWeightsError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +58,8 @@ def server(tmp_path_factory):
     save_generator(UNetGenerator(channels=8, num_blocks=1), home / "models" / "tiny.pt", licence="MIT", source="e2e")
     scratch = home / "tmp"
     scratch.mkdir()
-    env = {**os.environ, "ANIMESCENE_HOME": str(home / "cache"), "TMPDIR": str(scratch)}
+    # an empty weights cache (the page must say how to get the official weights), except in full mode
+    env = {**os.environ, "TMPDIR": str(scratch), **({} if FULL else {"ANIMESCENE_HOME": str(home / "cache")})}
     log_path = home / "serve.log"
     log = log_path.open("w")
     process = subprocess.Popen(
@@ -71,7 +80,17 @@ def server(tmp_path_factory):
 
 
 def _photo(path: Path) -> Path:
-    """A 96x64 picture with flat regions and edges, as a photo has."""
+    """A 96x64 picture with flat regions and edges, as a photo has; in full mode a real photo, 576x384."""
+    if FULL:
+        shared = shared_data_dir()
+        if shared is None or not (shared / "photos" / "kodak24" / FULL_PHOTO).is_file():
+            pytest.skip(f"full mode needs photos/kodak24/{FULL_PHOTO} in the course's data folder")
+        try:
+            UNetGenerator.from_weights("official")
+        except MissingWeightsError as err:
+            pytest.skip(f"full mode needs the official weights: {err}")
+        Image.open(shared / "photos" / "kodak24" / FULL_PHOTO).convert("RGB").resize((576, 384), Image.LANCZOS).save(path)
+        return path
     rng = np.random.default_rng(0)
     image = np.zeros((64, 96, 3), np.uint8)
     image[:, :48] = (200, 120, 40)
@@ -99,25 +118,30 @@ def _shown_image(page, img) -> np.ndarray:
 
 
 def test_the_demo_cartoonizes_an_upload_and_refuses_bad_files(browser, server, tmp_path):
-    photo = _photo(tmp_path / "street.png")
+    photo = _photo(tmp_path / (FULL_PHOTO if FULL else "street.png"))
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server["url"])
-    page.get_by_text("animescene download whitebox-official").wait_for()  # no official weights here
+    if not FULL:
+        page.get_by_text("animescene download whitebox-official").wait_for()  # no official weights here
 
     _upload(page, photo)
-    page.locator("#uploads").get_by_text("street.png").wait_for()
+    page.locator("#uploads").get_by_text(photo.name).wait_for()
     page.locator("#cartoonize").click()
-    download_link = page.locator("#downloads a[download='street.png']")
+    download_link = page.locator(f"#downloads a[download='{photo.name}']")
     download_link.wait_for()
 
     before, after = (_shown_image(page, img) for img in page.locator("#compare img").all()[:2])
-    expected = to_uint8(Cartoonizer(server["models"] / "tiny.pt", device="cpu")(read_image(photo)))
+    # the first model of the list: the official weights in full mode, else the tiny random generator
+    weights = "official" if FULL else server["models"] / "tiny.pt"
+    expected = to_uint8(Cartoonizer(weights, device="cpu")(read_image(photo)))
     np.testing.assert_array_equal(before, np.asarray(Image.open(photo).convert("RGB")))
     assert after.shape == before.shape == expected.shape
     assert np.abs(after.astype(int) - before.astype(int)).mean() > 5, "the cartoon looks like the photo"
     page.locator("#compare").screenshot(path=str(tmp_path / "compare.png"))
-    page.screenshot(path=str(tmp_path / "serve.png"), full_page=True)
+    bottom = page.locator("#downloads").bounding_box()  # the page down to the download box
+    page.screenshot(path=str(tmp_path / "serve.png"), clip={"x": 0, "y": 0, "width": 1400,
+                                                          "height": bottom["y"] + bottom["height"] + 24})
 
     with page.expect_download() as download:
         download_link.click()
@@ -143,7 +167,7 @@ def test_the_demo_cartoonizes_an_upload_and_refuses_bad_files(browser, server, t
     page.get_by_text(re.compile("exceed the maximum allowed size")).first.wait_for()
 
     sessions = list(server["tmp"].glob("animescene-serve-*/gradio/sessions/*"))
-    uploads = list(server["tmp"].glob("animescene-serve-*/gradio/*/street.png"))
+    uploads = list(server["tmp"].glob(f"animescene-serve-*/gradio/*/{photo.name}"))
     assert sessions and uploads, "the session's cartoons and uploads are not in the server's temporary folder"
     page.close()  # the session ends: its uploads and cartoons go
     deadline = time.monotonic() + 60
@@ -152,7 +176,7 @@ def test_the_demo_cartoonizes_an_upload_and_refuses_bad_files(browser, server, t
         time.sleep(0.5)
 
     if os.environ.get("ANIMESCENE_E2E_SCREENSHOTS"):  # `make screenshots` refreshes the README's picture
-        shutil.copy(tmp_path / "serve.png", ROOT / "docs" / "serve.png")
+        save_picture(tmp_path / "serve.png", ROOT / "docs" / "serve.png")
 
 
 def test_stopping_the_server_leaves_nothing_behind(server):
