@@ -50,8 +50,8 @@ e2e: env browser
 	ANIMESCENE_SMOKE=1 $(PY) -m pytest tests/e2e -m e2e
 
 # Refresh the README's pictures (the lesson 07 widget, the web demo: docs/serve.png) from browser runs in
-# full mode (ANIMESCENE_E2E_FULL: real photos and the official weights; lesson 07 up to its widget, a few
-# minutes on a CPU). `make e2e` stays in smoke mode.
+# full mode (ANIMESCENE_E2E_FULL: real photos and the official weights; lesson 07 up to the widget's first
+# fine-tuning run, a few minutes on a CPU). `make e2e` stays in smoke mode.
 screenshots: env weights browser
 	ANIMESCENE_E2E_FULL=1 ANIMESCENE_E2E_SCREENSHOTS=$(CURDIR)/docs/lesson07_widget.png \
 		$(PY) -m pytest tests/e2e -m e2e -k lesson_07

@@ -37,8 +37,6 @@ def stop(process: subprocess.Popen) -> None:
             process.kill()
 
 
-
-
 def save_picture(screenshot: Path, destination: Path, max_bytes: int = 400_000) -> Path:
     """Copy a screenshot to a picture of the docs (``make screenshots``): an optimised PNG, stored with a
     dithered 256-colour palette when it would be larger than ``max_bytes`` (photos do not compress)."""
