@@ -1,7 +1,8 @@
 """``animescene serve``: cartoonize photos and short videos in the browser (a Gradio app, lesson 07).
 
 The page offers every generator on the machine (:func:`find_models`): the registry's weights that
-are downloaded (``"official"``) and the files :func:`~animescene.models.save_generator` wrote into the
+are downloaded (``"official"``), the generators made here by name (``animescene finetune`` and
+``animescene distill --name NAME``) and the files :func:`~animescene.models.save_generator` wrote into the
 ``--models`` folder. A person uploads photos or a video, picks a model, compares each photo with its
 cartoon on a before/after slider and downloads the results.
 
@@ -27,7 +28,7 @@ from .backends import BACKENDS
 from .errors import UsageError
 from .images import IMAGE_SUFFIXES, read_image, to_uint8
 from .inference import Cartoonizer
-from .models import GeneratorWeights
+from .models import GeneratorWeights, made_generators_dir
 
 DEFAULT_PORT = 7860
 DEFAULT_MAX_FILE_MB = 100
@@ -36,13 +37,15 @@ DEFAULT_MAX_FILE_MB = 100
 def find_models(models_dir=None) -> dict[str, object]:
     """The generators this machine has, by the name the page shows -> what :class:`Cartoonizer` takes.
 
-    Registry weights whose file is downloaded come first, by their short name (``"official"``), then
-    each ``*.pt`` file of ``models_dir``, by its file name.
+    Registry weights whose file is downloaded come first, by their short name (``"official"``), then the
+    generators made here, by their names, then each ``*.pt`` file of ``models_dir``, by its file name.
 
     Raises:
         UsageError: ``models_dir`` is given but is not a folder.
     """
     models: dict[str, object] = {m.value: m for m in GeneratorWeights if m.filename and m.cache_path().is_file()}
+    # the generators made here (animescene finetune / distill --name NAME), by their names
+    models.update((path.stem, path) for path in sorted(made_generators_dir().glob("*.pt")) if path.stem not in models)
     if models_dir is not None:
         folder = Path(models_dir).expanduser()
         if not folder.is_dir():

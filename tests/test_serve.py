@@ -56,6 +56,17 @@ def test_models_are_the_saved_generators_and_official_only_when_downloaded(model
     assert missing_official_note(models) == ""
 
 
+def test_generators_made_here_are_offered_by_name(models_dir, no_official):
+    from animescene.finetune import save_made_generator
+
+    generator = UNetGenerator(channels=8, num_blocks=1)
+    save_made_generator(generator, models_dir.parent / "run", "mystyle", source="test")
+    models = find_models(models_dir)
+    assert list(models) == ["mystyle", "tiny.pt"]
+    cartoon = WebDemo(models, models_dir.parent / "work", device="cpu").cartoonizer("mystyle")
+    assert cartoon.generator.config() == generator.config()
+
+
 def test_a_models_folder_that_is_missing_is_a_usage_error(tmp_path, no_official):
     with pytest.raises(ValueError, match="--models .* is not a folder"):
         find_models(tmp_path / "nowhere")
