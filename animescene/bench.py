@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     inference = commands.add_parser("inference", help="1280x720 cartoonization with every available backend")
     inference.add_argument("--size", type=int, nargs=2, default=[720, 1280], metavar=("H", "W"))
     inference.add_argument("--repeats", type=int, default=5, help="timed frames per backend (default 5)")
-    inference.add_argument("--weights", default="official", help="'official', 'random' or a weights file")
+    inference.add_argument("--weights", default="official",
+                           help="'official', 'random', a generator made here (e.g. a distilled one) or a weights file")
     inference.add_argument("--device", default="auto")
     inference.add_argument("--skip", nargs="*", default=[], help="backends to leave out (e.g. compile)")
     inference.add_argument("--json", help="also write the rows to this JSON file")
@@ -211,7 +212,7 @@ def inference_backends(size=(720, 1280), repeats: int = 5, weights="official", d
     """
     from .data import example_photos
     from .export import CartoonizeGraph
-    from .models import UNetGenerator, load_generator, load_official_whitebox
+    from .models import UNetGenerator, load_official_whitebox
     from .runtime import resolve_device
 
     device = resolve_device(device)
@@ -222,7 +223,7 @@ def inference_backends(size=(720, 1280), repeats: int = 5, weights="official", d
             print(f"note: {err}\n      timing a randomly initialised generator instead")
             generator = UNetGenerator()
     else:
-        generator = UNetGenerator() if weights == "random" else load_generator(weights)
+        generator = UNetGenerator() if weights == "random" else UNetGenerator.from_weights(weights)
     photo, _ = example_photos(1, min(size))
     frame = torch.nn.functional.interpolate(photo, size=size, mode="bilinear", align_corners=False).clamp(-1, 1)
     graph = CartoonizeGraph(generator.eval()).to(device)
