@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,16 +36,16 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint
-from .data import resize_short_side
+from .data import SkippedImageWarning, resize_short_side
 from .errors import UsageError
 from .filters import POST_PROCESS_EPS, POST_PROCESS_R, guided_filter, post_process
-from .images import atomic_output, list_images, read_image, write_image
+from .images import ImageReadError, atomic_output, list_images, read_image, write_image
 from .models import SIZE_MULTIPLE, UNetGenerator
 from .runlog import RunLog, sample_grid
 from .runtime import resolve_device
 from .train_config import _number, _text, _whole
 from .vgg import VGGFeatures, resolve_weights
-from .weights import state_fingerprint
+from .weights import quote_error, state_fingerprint
 
 __all__ = ["DistillConfig", "Distiller", "TeacherCache"]
 
@@ -118,17 +119,28 @@ class TeacherCache:
         key = {"teacher": state_fingerprint(teacher.state_dict()), "files": [str(f) for f in files],
                "cache_size": cache_size}
         if path.is_file():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as err:  # truncated or overwritten: it is only a cache, so rebuild it
+                warnings.warn(f"{path} is damaged ({quote_error(err)}); computing the teacher outputs again")
+                saved = {}
             if saved.get("key") == key:
                 return cls(saved["photos"], saved["outputs"])
         photos, outputs = [], []
         teacher = teacher.to(device).eval()
         for file in tqdm(files, desc="teacher outputs", unit="photo"):
-            photo = _multiple_of_8(resize_short_side(read_image(file), cache_size).clamp(-1, 1))
+            try:
+                image = read_image(file)
+            except ImageReadError as err:  # one bad photo does not stop the run; it is named and left out
+                warnings.warn(f"skipped: {err}", SkippedImageWarning)
+                continue
+            photo = _multiple_of_8(resize_short_side(image, cache_size).clamp(-1, 1))
             with torch.no_grad():
                 output = teacher(photo.to(device)).float().cpu()
             photos.append(photo[0].half())
             outputs.append(output[0].half())
+        if not photos:
+            raise UsageError(f"none of the {len(files)} photos could be read; check the photo folders")
         with atomic_output(path) as tmp:
             torch.save({"key": key, "photos": photos, "outputs": outputs}, tmp)
         return cls(photos, outputs)

@@ -75,6 +75,24 @@ def test_teacher_cache_holds_the_teachers_outputs_and_is_rebuilt_for_other_weigh
         assert torch.allclose(rebuilt.outputs[0].float(), other(rebuilt.photos[0].float()[None])[0], atol=2e-3)
 
 
+def test_a_damaged_cache_is_rebuilt_and_a_bad_photo_skipped(photos, teacher_file, tmp_path):
+    import shutil
+
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    files = sorted(folder.iterdir())
+    teacher = UNetGenerator.from_weights(teacher_file)
+    cache_file = tmp_path / "teacher_cache.pt"
+    with pytest.warns(UserWarning, match="broken.png"):
+        first = TeacherCache.build(teacher, files, 32, cache_file, torch.device("cpu"))
+    assert len(first.photos) == len(files) - 1
+    cache_file.write_bytes(cache_file.read_bytes()[:1000])  # truncated
+    with pytest.warns(UserWarning, match="damaged"):
+        again = TeacherCache.build(teacher, files, 32, cache_file, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(first.outputs, again.outputs))
+
+
 def test_killed_and_resumed_distillation_is_bit_identical(photos, teacher_file, tmp_path):
     straight = Distiller(_config(photos, teacher_file, tmp_path / "straight"))
     straight.fit()
