@@ -1,4 +1,4 @@
-"""The animescene command: cartoonize, train, bench, export and evaluate.
+"""The animescene command: cartoonize, train, fine-tune, distil, serve, bench, export and evaluate.
 
 Each sub-command is a thin layer over the library function a lesson teaches; ``--help`` on each says
 what it takes. Exit status: 0 on success, 1 when some inputs failed (the rest are still done), 2 on a
