@@ -36,12 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint
-from .data import SkippedImageWarning, resize_short_side
+from .data import SkippedImageWarning, _scan, resize_short_side
 from .errors import UsageError
 from .filters import POST_PROCESS_EPS, POST_PROCESS_R, guided_filter, post_process
-from .images import ImageReadError, atomic_output, list_images, read_image, write_image
+from .images import ImageReadError, atomic_output, read_image, write_image
 from .models import SIZE_MULTIPLE, UNetGenerator
-from .runlog import RunLog, sample_grid
+from .runlog import RunLog, due, sample_grid
 from .runtime import resolve_device
 from .train_config import _number, _text, _whole
 from .vgg import VGGFeatures, resolve_weights
@@ -168,7 +168,7 @@ class Distiller:
         self.device = resolve_device(config.device)
         self.out_dir = Path(config.out_dir)
         self.teacher = UNetGenerator.from_weights(config.teacher).to(self.device).eval().requires_grad_(False)
-        files = sorted(f for folder in config.photo_dirs for f in _images_of(folder))
+        files = sorted(_scan(config.photo_dirs, "photo", []))  # folders checked, unreadable files named
         self.cache = TeacherCache.build(self.teacher, files, config.cache_size, self.out_dir / "teacher_cache.pt",
                                         self.device)
         torch.manual_seed(config.seed)
@@ -223,11 +223,11 @@ class Distiller:
                 last = self.train_step()
                 progress.update(1)
                 progress.set_postfix(l1=f"{last['l1']:.4f}")
-                if _due(self.config.log_every, self.step, stop):
+                if due(self.config.log_every, self.step, stop):
                     last = self.log.write(self.step, "distill")
-                if _due(self.config.sample_every, self.step, stop):
+                if due(self.config.sample_every, self.step, stop):
                     self.save_samples()
-                if _due(self.config.checkpoint_every, self.step, stop):
+                if due(self.config.checkpoint_every, self.step, stop):
                     self.save_checkpoint()
         return last
 
@@ -267,23 +267,9 @@ class Distiller:
         return distiller
 
 
-def _images_of(folder) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UsageError(f"the photo folder {folder} does not exist; check the path")
-    files = list_images(folder)
-    if not files:
-        raise UsageError(f"the photo folder {folder} holds no images")
-    return files
-
-
 def _multiple_of_8(image: torch.Tensor) -> torch.Tensor:
     """Crop ``(1, 3, H, W)`` to the largest multiple of 8 in each side (from the centre)."""
     height, width = image.shape[-2:]
     h, w = height // SIZE_MULTIPLE * SIZE_MULTIPLE, width // SIZE_MULTIPLE * SIZE_MULTIPLE
     top, left = (height - h) // 2, (width - w) // 2
     return image[..., top:top + h, left:left + w]
-
-
-def _due(every: int, step: int, stop: int) -> bool:
-    return every > 0 and (step % every == 0 or step == stop)

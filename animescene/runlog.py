@@ -74,6 +74,12 @@ class RunLog:
             self._writer = None
 
 
+def due(every: int, step: int, stop: int) -> bool:
+    """Whether a training loop logs, samples or checkpoints after ``step``: every ``every`` steps and at
+    the end of the invocation (``step == stop``); ``every=0`` means never."""
+    return every > 0 and (step % every == 0 or step == stop)
+
+
 def sample_grid(generator: torch.nn.Module, photos: torch.Tensor, *others: torch.nn.Module) -> torch.Tensor:
     """Photos (top row) over their cartoons (a row per generator, after :func:`animescene.filters.post_process`).
 

@@ -119,6 +119,27 @@ def _write_report(run_dir: Path, report: dict, names: list[str]) -> None:
     print(f"wrote {run_dir / 'report.json'} and {run_dir / 'comparison.png'} (rows: {', '.join(names)})")
 
 
+def _run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """The options both commands share: the run folder, the name, the report's photos, resuming, device."""
+    parser.add_argument("--eval-photos", help="photos for the report, never trained on (e.g. the Kodak set)")
+    parser.add_argument("--out", default=out, help="the run folder")
+    parser.add_argument("--name", help="save the result as --weights NAME")
+    parser.add_argument("--resume", help="a run or checkpoint folder to continue")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps of this invocation")
+    parser.add_argument("--device", default=None)
+
+
+def _saved_when_done(generator: UNetGenerator, step: int, total: int, run_dir: Path, options: dict,
+                     source: str) -> bool:
+    """Save a finished run's generator (in eval mode) and say where; say how to go on when it is not finished."""
+    if step < total:
+        print(f"stopped at step {step} of {total}; continue with --resume {run_dir}")
+        return False
+    files = save_made_generator(generator.eval(), run_dir, options.get("name"), source=source)
+    print("saved " + " and ".join(map(str, files)) + " (CC BY-NC-SA 4.0 like the official weights: non-commercial)")
+    return True
+
+
 # ------------------------------------------------------------------------------------------- finetune
 def finetune_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="animescene finetune", description=(
@@ -126,14 +147,9 @@ def finetune_main(argv: list[str] | None = None) -> int:
         "takes about 20 minutes. The weights keep the official licence (CC BY-NC-SA 4.0, non-commercial)."))
     parser.add_argument("--cartoons", nargs="+", help="folders of your cartoon frames (FILM_NNNNN.jpg)")
     parser.add_argument("--photos", nargs="+", help="folders of photos to train on")
-    parser.add_argument("--eval-photos", help="photos for the report, never trained on (e.g. the Kodak set)")
-    parser.add_argument("--out", default="runs/finetune", help="the run folder")
     parser.add_argument("--from", dest="start", default="official", help="the weights to start from")
-    parser.add_argument("--name", help="save the result as --weights NAME")
     parser.add_argument("--steps", type=int)
-    parser.add_argument("--resume", help="a run or checkpoint folder to continue")
-    parser.add_argument("--max-steps", type=int, help="stop after this many steps of this invocation")
-    parser.add_argument("--device", default=None)
+    _run_arguments(parser, "runs/finetune")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("steps", args.steps), ("device", args.device)) if v is not None}
     try:
@@ -149,12 +165,9 @@ def finetune_main(argv: list[str] | None = None) -> int:
         return 1
     config, run_dir = trainer.config, Path(trainer.config.out_dir)
     options = remembered(run_dir, name=args.name, eval_photos=args.eval_photos)
-    if trainer.step < config.total_steps:
-        print(f"stopped at step {trainer.step} of {config.total_steps}; continue with --resume {run_dir}")
+    if not _saved_when_done(trainer.generator, trainer.step, config.total_steps, run_dir, options,
+                            f"animescene finetune of {config.init_weights} on {config.cartoon_dirs}"):
         return 0
-    files = save_made_generator(trainer.generator.eval(), run_dir, options.get("name"),
-                                source=f"animescene finetune of {config.init_weights} on {config.cartoon_dirs}")
-    print("saved " + " and ".join(map(str, files)) + " (CC BY-NC-SA 4.0 like the official weights: non-commercial)")
     if options.get("eval_photos"):
         photos = load_squares(list_images(Path(options["eval_photos"])))
         frames = load_squares(held_out_frames(config.cartoon_dirs, config.hold_out))
@@ -195,18 +208,13 @@ def distill_main(argv: list[str] | None = None) -> int:
         "The weights keep the official licence (CC BY-NC-SA 4.0, non-commercial)."))
     parser.add_argument("--photos", nargs="+", help="folders of photos to distil on")
     parser.add_argument("--teacher", default="official", help="a generator name or file (e.g. a fine-tuned one)")
-    parser.add_argument("--eval-photos", help="photos for the report, never trained on")
     parser.add_argument("--style-frames", nargs="+", help="cartoon frames for the style distances of the report")
     parser.add_argument("--hold-out", type=float,
                         help="with --style-frames: the share of each film's last frames to measure on (0.2)")
-    parser.add_argument("--out", default="runs/distill")
-    parser.add_argument("--name", help="save the student as --weights NAME")
     for flag in ("steps", "channels", "num-blocks", "batch-size", "size"):
         parser.add_argument(f"--{flag}", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--resume", help="a run or checkpoint folder to continue")
-    parser.add_argument("--max-steps", type=int, help="stop after this many steps of this invocation")
-    parser.add_argument("--device", default=None)
+    _run_arguments(parser, "runs/distill")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("steps", args.steps), ("channels", args.channels), ("num_blocks", args.num_blocks),
                                    ("batch_size", args.batch_size), ("size", args.size), ("lr", args.lr),
@@ -222,12 +230,10 @@ def distill_main(argv: list[str] | None = None) -> int:
     config, run_dir = distiller.config, Path(distiller.config.out_dir)
     options = remembered(run_dir, name=args.name, eval_photos=args.eval_photos, style_frames=args.style_frames,
                          hold_out=args.hold_out)
-    if distiller.step < config.steps:
-        print(f"stopped at step {distiller.step} of {config.steps}; continue with --resume {run_dir}")
+    if not _saved_when_done(distiller.generator, distiller.step, config.steps, run_dir, options,
+                            f"animescene distill of {config.teacher}"):
         return 0
-    student = distiller.generator.eval()
-    files = save_made_generator(student, run_dir, options.get("name"), source=f"animescene distill of {config.teacher}")
-    print("saved " + " and ".join(map(str, files)) + " (CC BY-NC-SA 4.0 like the official weights: non-commercial)")
+    student = distiller.generator
     if options.get("eval_photos"):
         photos = load_squares(list_images(Path(options["eval_photos"])))
         report = student_report(distiller.teacher, student, photos)

@@ -50,7 +50,7 @@ from .images import write_image
 from .losses import GeneratorLoss, discriminator_loss
 from .models import PatchDiscriminator, UNetGenerator
 from .representations import StructurePool, sample_color_shift, structure
-from .runlog import RunLog, sample_grid
+from .runlog import RunLog, due, sample_grid
 from .runtime import resolve_device, smoke_mode
 from .train_config import TrainConfig
 from .vgg import VGGFeatures, resolve_weights
@@ -187,22 +187,18 @@ class Trainer:
             while self.step < stop:
                 last = self.train_step()
                 progress.update(1)
-                if self._due(self.config.log_every, stop):
+                if due(self.config.log_every, self.step, stop):
                     last = self._log()
                     progress.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k in ("g_total", "d_total", "recon")})
-                if self._due(self.config.sample_every, stop):
+                if due(self.config.sample_every, self.step, stop):
                     self.save_samples()
-                if self._due(self.config.checkpoint_every, stop):
+                if due(self.config.checkpoint_every, self.step, stop):
                     self.save_checkpoint()
         finally:
             progress.close()
             self.structure.close()
             self.log.close()
         return last
-
-    def _due(self, every: int, stop: int) -> bool:
-        """Every ``every`` steps and at the end of ``fit``; ``every=0`` means never."""
-        return every > 0 and (self.step % every == 0 or self.step == stop)
 
     def train_step(self) -> dict:
         """One optimisation step (pretraining or adversarial, by ``self.step``); returns its losses."""
