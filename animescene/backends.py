@@ -41,7 +41,7 @@ import torch
 
 from .errors import UsageError
 from .models import UNetGenerator
-from .runtime import cache_dir
+from .runtime import cache_dir, cpu_flags
 
 BACKENDS = ("torch", "openvino-int8", "onnxruntime-int8")
 # the Python package each non-torch backend needs, and how to get it
@@ -53,15 +53,6 @@ VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 MODEL_VERSION = "v2"
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
-
-
-def cpu_flags(cpuinfo="/proc/cpuinfo") -> frozenset[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none: not Linux)."""
-    try:
-        with open(cpuinfo) as info:
-            return frozenset(next(line for line in info if line.startswith("flags")).split(":", 1)[1].split())
-    except (OSError, StopIteration):
-        return frozenset()
 
 
 def is_installed(backend: str) -> bool:

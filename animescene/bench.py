@@ -35,10 +35,10 @@ import skimage.data
 import torch
 
 from . import segmentation
-from .backends import cpu_flags
 from .filters import guided_filter, post_process
 from .images import psnr
 from .representations import StructurePool, structure
+from .runtime import cpu_flags, native_bf16
 
 # Real photos from scikit-image's sample data, so that the segmentation sees natural content.
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -289,13 +289,13 @@ def _backends(graph, device: torch.device) -> list[tuple[str, callable]]:
         return build
 
     backends = [("eager fp32", eager()), ("eager fp32 channels_last", eager(memory=channels_last))]
-    if device.type == "cuda" or _cpu_has_bf16():
+    if native_bf16(device):
         backends.append(("eager bf16 channels_last", eager(torch.bfloat16, channels_last)))
     if device.type == "cuda":
         backends.append(("eager fp16 channels_last", eager(torch.float16, channels_last)))
     compile_mode = "max-autotune" if device.type == "cuda" else None
     backends.append(("compile fp32 channels_last", eager(memory=channels_last, compile_mode=compile_mode or "default")))
-    if device.type == "cuda" or _cpu_has_bf16():
+    if native_bf16(device):
         backends.append(("compile bf16 channels_last", eager(torch.bfloat16, channels_last, compile_mode or "default")))
     if device.type == "cuda":
         backends.append(("compile fp16 channels_last", eager(torch.float16, channels_last, compile_mode)))
@@ -305,7 +305,7 @@ def _backends(graph, device: torch.device) -> list[tuple[str, callable]]:
             label = f"{name.replace('-', ' ')} (+ fp32 guided filter)"
             backends.append((label, lambda x, name=name: _int8_backend(name, graph, x)))
         backends.append((OPENVINO_FLOAT[0], lambda x: _openvino(graph, x, "f32")))
-        if _cpu_has_bf16():
+        if native_bf16(device):
             backends.append((OPENVINO_FLOAT[1], lambda x: _openvino(graph, x, "bf16")))
     return backends
 
@@ -357,11 +357,6 @@ def _openvino(graph, x, precision: str):
         return out if whole else post_process(x, out)
 
     return run
-
-
-def _cpu_has_bf16() -> bool:
-    """True on CPUs with native bfloat16 maths (AVX-512 BF16 or AMX), where bf16 pays off."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def _synchronized(run, device: torch.device):

@@ -15,6 +15,9 @@ problem than the GAN game. The recipe:
   reach -3.5 and +2.7 and carry colour noise that the guided filter and the clip remove, so copying them
   asks for more than anyone sees (after 1,000 steps both losses gave the same PSNR: docs/benchmarks.md). The VGG costs about ten times the student, so
   it runs every ``perceptual_every``-th step.
+- **bf16 where the hardware has it** (``amp="auto"``): on a CPU with AMX or AVX-512 BF16 (and on a GPU)
+  the student and the VGG run in bfloat16 autocast, channels-last, about 2.4 times faster per step on an
+  AMX CPU; the guided filter and the losses stay in float32, and the weights and Adam's state too.
 - **student**: ``UNetGenerator(channels, num_blocks)`` in PyTorch's conventions (faster and exportable;
   nothing forces it to copy TensorFlow's padding) and, like the teacher, unbounded.
 
@@ -42,8 +45,8 @@ from .filters import POST_PROCESS_EPS, POST_PROCESS_R, guided_filter, post_proce
 from .images import ImageReadError, atomic_output, read_image, write_image
 from .models import SIZE_MULTIPLE, UNetGenerator
 from .runlog import RunLog, due, sample_grid
-from .runtime import resolve_device
-from .train_config import _number, _text, _whole
+from .runtime import native_bf16, resolve_device
+from .train_config import _choice, _number, _text, _whole
 from .vgg import VGGFeatures, resolve_weights
 from .weights import quote_error, state_fingerprint
 
@@ -71,6 +74,7 @@ class DistillConfig:
     vgg_weights: str | None = "auto"
     seed: int = 0
     device: str = "auto"
+    amp: str = "auto"  # "auto": bf16 where the device computes it natively (AMX, AVX-512 BF16, GPU); "bf16", "none"
     out_dir: str = "runs/distill"
     log_every: int = 20
     sample_every: int = 200
@@ -90,6 +94,7 @@ class DistillConfig:
         self.lr = _number("lr", self.lr, low=0.0, positive=True)
         self.final_lr = _number("final_lr", self.final_lr, low=0.0)
         self.perceptual = _number("perceptual", self.perceptual, low=0.0)
+        _choice("amp", self.amp, ("auto", "bf16", "none"))
         for name in ("teacher", "device", "out_dir"):
             _text(name, getattr(self, name))
         _text("vgg_weights", self.vgg_weights, optional=True)
@@ -171,11 +176,15 @@ class Distiller:
         files = sorted(_scan(config.photo_dirs, "photo", []))  # folders checked, unreadable files named
         self.cache = TeacherCache.build(self.teacher, files, config.cache_size, self.out_dir / "teacher_cache.pt",
                                         self.device)
+        self.bf16 = config.amp == "bf16" or (config.amp == "auto" and native_bf16(self.device))
+        # channels-last pays with bf16 (oneDNN's AMX and AVX-512 kernels) and costs with float32 on a CPU
+        self.memory = torch.channels_last if self.bf16 else torch.contiguous_format
         torch.manual_seed(config.seed)
-        self.generator = config.student().to(self.device)
+        self.generator = config.student().to(self.device, memory_format=self.memory)
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=config.lr)
         vgg_weights = resolve_weights(config.vgg_weights) if config.perceptual else None
-        self.vgg = VGGFeatures("vgg16", "conv4_3", weights=vgg_weights).to(self.device) if config.perceptual else None
+        self.vgg = (VGGFeatures("vgg16", "conv4_3", weights=vgg_weights).to(self.device, memory_format=self.memory)
+                    if config.perceptual else None)
         self.step = 0
         self.log = RunLog(self.out_dir, LOG_COLUMNS)
         self._sample = [p.float() for p in self.cache.photos[:4]]
@@ -188,18 +197,23 @@ class Distiller:
 
     def train_step(self) -> dict:
         c = self.config
-        photo, target = (t.to(self.device) for t in self.cache.batch(c.seed, self.step, c.batch_size, c.size))
+        photo, target = (t.to(self.device, memory_format=self.memory)
+                         for t in self.cache.batch(c.seed, self.step, c.batch_size, c.size))
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         wanted = post_process(photo, target)  # the teacher's cartoon, as a viewer sees it
-        # the student's, before the final clip: the clip would stop the gradient wherever it overshoots
-        out = guided_filter(photo, self.generator(photo), POST_PROCESS_R, POST_PROCESS_EPS)
+        # the student's, before the final clip: the clip would stop the gradient wherever it overshoots; the
+        # guided filter computes in float32 inside the autocast region
+        with self._autocast():
+            out = guided_filter(photo, self.generator(photo), POST_PROCESS_R, POST_PROCESS_EPS)
         l1 = F.l1_loss(out, wanted)
         total, values = l1, {"l1": l1.item()}
         if self.vgg is not None and self.step % c.perceptual_every == 0:
-            with torch.no_grad():
-                wanted_features = self.vgg(wanted)
-            perceptual = F.l1_loss(self.vgg(out), wanted_features)
+            with torch.no_grad(), self._autocast():
+                wanted_features = self.vgg(wanted).float()
+            with self._autocast():
+                out_features = self.vgg(out).float()
+            perceptual = F.l1_loss(out_features, wanted_features)
             total = total + c.perceptual * perceptual
             values["perceptual"] = perceptual.item()
         if not torch.isfinite(total):
@@ -211,6 +225,9 @@ class Distiller:
         values.update(total=total.item(), lr=self.optimizer.param_groups[0]["lr"])
         self.log.add(values)
         return values
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def fit(self, max_steps: int | None = None) -> dict:
         """Train to ``config.steps`` (or ``max_steps`` more); a progress bar, log rows, grids, checkpoints."""

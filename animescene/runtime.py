@@ -1,4 +1,4 @@
-"""Where a run happens: the smoke switch, the device, and the folders the course reads.
+"""Where a run happens: the smoke switch, the device and what its CPU can do, and the folders the course reads.
 
 Every heavy notebook cell and script asks this module, and only this module, whether it runs in smoke
 mode (``ANIMESCENE_SMOKE=1``, set by the test suite): tiny images, a few steps, random-init VGG.
@@ -58,6 +58,23 @@ def resolve_device(device="auto") -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("device 'mps' is not available on this machine; use --device auto or cpu")
     return device
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none: not Linux)."""
+    try:
+        with open(cpuinfo) as info:
+            return frozenset(next(line for line in info if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return frozenset()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True where ``device`` computes bfloat16 natively, so that bf16 is faster than float32: a CUDA GPU
+    that supports it, or a CPU with AVX-512 BF16 or AMX (on AVX2 CPUs bf16 is emulated and slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def cache_dir() -> Path:

@@ -135,7 +135,9 @@ def _saved_when_done(generator: UNetGenerator, step: int, total: int, run_dir: P
     if step < total:
         print(f"stopped at step {step} of {total}; continue with --resume {run_dir}")
         return False
-    files = save_made_generator(generator.eval(), run_dir, options.get("name"), source=source)
+    # saved in the plain layout whatever the run trained in (the distiller trains channels-last with bf16)
+    generator = generator.eval().to(memory_format=torch.contiguous_format)
+    files = save_made_generator(generator, run_dir, options.get("name"), source=source)
     print("saved " + " and ".join(map(str, files)) + " (CC BY-NC-SA 4.0 like the official weights: non-commercial)")
     return True
 
@@ -214,11 +216,13 @@ def distill_main(argv: list[str] | None = None) -> int:
     for flag in ("steps", "channels", "num-blocks", "batch-size", "size"):
         parser.add_argument(f"--{flag}", type=int)
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--amp", choices=("auto", "bf16", "none"),
+                        help="bf16 autocast; auto: where the CPU has AMX or AVX-512 BF16, or on a GPU")
     _run_arguments(parser, "runs/distill")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("steps", args.steps), ("channels", args.channels), ("num_blocks", args.num_blocks),
                                    ("batch_size", args.batch_size), ("size", args.size), ("lr", args.lr),
-                                   ("device", args.device)) if v is not None}
+                                   ("amp", args.amp), ("device", args.device)) if v is not None}
     if args.resume:
         distiller = Distiller.resume(args.resume, **overrides)
     else:

@@ -51,7 +51,7 @@ from .losses import GeneratorLoss, discriminator_loss
 from .models import PatchDiscriminator, UNetGenerator
 from .representations import StructurePool, sample_color_shift, structure
 from .runlog import RunLog, due, sample_grid
-from .runtime import resolve_device, smoke_mode
+from .runtime import native_bf16, resolve_device, smoke_mode
 from .train_config import TrainConfig
 from .vgg import VGGFeatures, resolve_weights
 
@@ -402,7 +402,8 @@ def _first_photos(config: TrainConfig, count: int) -> torch.Tensor:
 
 def _amp_dtype(amp: str, device: torch.device):
     if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+        # GPU only: the GAN recipes (fine-tuning included) were measured in float32 on CPUs
+        return torch.bfloat16 if device.type == "cuda" and native_bf16(device) else None
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
 
 

@@ -136,6 +136,15 @@ def test_vnni_is_read_from_the_cpu_flags(monkeypatch, tmp_path, flags, expected)
     assert backends.vnni() is expected
 
 
+@pytest.mark.parametrize(("flags", "expected"), [("fpu avx2 fma", False), ("avx2 avx512f avx512_bf16", True),
+                                                  ("avx2 amx_tile amx_bf16", True)])
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, flags, expected):
+    from animescene import runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags.split()))
+    assert runtime.native_bf16(torch.device("cpu")) is expected
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("reduce_range", [True, False])
 def test_int8_onnx_weights_use_7_bits_only_when_asked(small_generator, tmp_path, reduce_range):

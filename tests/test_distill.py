@@ -93,10 +93,11 @@ def test_a_damaged_cache_is_rebuilt_and_a_bad_photo_skipped(photos, teacher_file
     assert all(torch.equal(a, b) for a, b in zip(first.outputs, again.outputs))
 
 
-def test_killed_and_resumed_distillation_is_bit_identical(photos, teacher_file, tmp_path):
-    straight = Distiller(_config(photos, teacher_file, tmp_path / "straight"))
+@pytest.mark.parametrize("amp", ["none", "bf16"])
+def test_killed_and_resumed_distillation_is_bit_identical(photos, teacher_file, tmp_path, amp):
+    straight = Distiller(_config(photos, teacher_file, tmp_path / "straight", amp=amp))
     straight.fit()
-    interrupted = Distiller(_config(photos, teacher_file, tmp_path / "interrupted"))
+    interrupted = Distiller(_config(photos, teacher_file, tmp_path / "interrupted", amp=amp))
     interrupted.fit(max_steps=2)
     del interrupted
     resumed = Distiller.resume(tmp_path / "interrupted")
@@ -124,7 +125,20 @@ def test_the_student_learns_the_teacher(photos, teacher_file, tmp_path):
     assert after < 0.85 * before, (before, after)  # an untrained student stays where it started
 
 
+def test_a_bf16_step_computes_the_float32_losses(photos, teacher_file, tmp_path):
+    # the same first step in float32 and in bf16 autocast: the losses agree to bf16's precision, and the
+    # weights stay float32 (Adam updates full-precision weights)
+    exact = Distiller(_config(photos, teacher_file, tmp_path / "fp32", amp="none", perceptual=0.0)).train_step()
+    mixed = Distiller(_config(photos, teacher_file, tmp_path / "bf16", amp="bf16", perceptual=0.0))
+    values = mixed.train_step()
+    assert values["l1"] == pytest.approx(exact["l1"], rel=0.02)
+    assert values["l1"] != exact["l1"]  # bf16 really ran
+    assert all(p.dtype == torch.float32 for p in mixed.generator.parameters())
+
+
 def test_config_is_checked():
+    with pytest.raises(UsageError, match="amp must be one of"):
+        DistillConfig(amp="fp16")
     with pytest.raises(UsageError, match="size must be a multiple of 8"):
         DistillConfig(size=20)
     with pytest.raises(UsageError, match="no larger than cache_size"):
