@@ -50,9 +50,10 @@ from .train_config import _choice, _number, _text, _whole
 from .vgg import VGGFeatures, resolve_weights
 from .weights import quote_error, state_fingerprint
 
-__all__ = ["DistillConfig", "Distiller", "TeacherCache"]
+__all__ = ["AMP_CHOICES", "DistillConfig", "Distiller", "TeacherCache"]
 
 LOG_COLUMNS = ("step", "phase", "l1", "perceptual", "total", "lr")
+AMP_CHOICES = ("auto", "bf16", "none")
 
 
 @dataclass
@@ -94,7 +95,7 @@ class DistillConfig:
         self.lr = _number("lr", self.lr, low=0.0, positive=True)
         self.final_lr = _number("final_lr", self.final_lr, low=0.0)
         self.perceptual = _number("perceptual", self.perceptual, low=0.0)
-        _choice("amp", self.amp, ("auto", "bf16", "none"))
+        _choice("amp", self.amp, AMP_CHOICES)
         for name in ("teacher", "device", "out_dir"):
             _text(name, getattr(self, name))
         _text("vgg_weights", self.vgg_weights, optional=True)
@@ -209,9 +210,9 @@ class Distiller:
         l1 = F.l1_loss(out, wanted)
         total, values = l1, {"l1": l1.item()}
         if self.vgg is not None and self.step % c.perceptual_every == 0:
-            with torch.no_grad(), self._autocast():
-                wanted_features = self.vgg(wanted).float()
             with self._autocast():
+                with torch.no_grad():
+                    wanted_features = self.vgg(wanted).float()
                 out_features = self.vgg(out).float()
             perceptual = F.l1_loss(out_features, wanted_features)
             total = total + c.perceptual * perceptual

@@ -30,7 +30,7 @@ import torch
 from .bench import time_ms
 from .data import centre_square, resize_short_side, split_by_film_and_time
 from .distances import compare_generators, paired_bootstrap
-from .distill import DistillConfig, Distiller
+from .distill import AMP_CHOICES, DistillConfig, Distiller
 from .errors import UsageError
 from .features import HEDVGGFeatures
 from .finetune import finetune_config, save_made_generator
@@ -216,7 +216,7 @@ def distill_main(argv: list[str] | None = None) -> int:
     for flag in ("steps", "channels", "num-blocks", "batch-size", "size"):
         parser.add_argument(f"--{flag}", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--amp", choices=("auto", "bf16", "none"),
+    parser.add_argument("--amp", choices=AMP_CHOICES,
                         help="bf16 autocast; auto: where the CPU has AMX or AVX-512 BF16, or on a GPU")
     _run_arguments(parser, "runs/distill")
     args = parser.parse_args(argv)
